@@ -1,0 +1,173 @@
+"""params.yaml, validated: one pydantic model per section, sizes written as "200M" or "1.5G".
+
+Only the CLI reads params.yaml; the library takes these models' fields as typed arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from slimnet.errors import SlimnetError
+from slimnet.models import ARCHS
+from slimnet.validation import first_problem
+
+SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
+
+
+def parse_size(value: object) -> int:
+    """200M, 1.5G, 300e6, 200000000 -> an integer count."""
+    if isinstance(value, bool):
+        raise ValueError("must be a size like 200M, 1.5G, 300e6 or 200000000")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise ValueError("must be a size like 200M, 1.5G, 300e6 or 200000000")
+        number = float(match.group(1)) * SI[match.group(2).upper()]
+    if number <= 0:
+        raise ValueError("must be a positive size like 200M")
+    return int(round(number))
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: Literal["fashion-mnist", "cifar10", "cifar100", "imagefolder"] = "fashion-mnist"
+    root: str = "data/raw"
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    resolution: Optional[PositiveInt] = None
+    seed: int = 0
+
+
+class ModelParams(Section):
+    arch: Literal[ARCHS] = "mobilenet_v2"  # type: ignore[valid-type]
+    width: Annotated[float, Field(gt=0)] = 1.0
+    cifar: bool = False
+    divisor: PositiveInt = 8
+
+
+class TransferParams(Section):
+    width: Annotated[float, Field(gt=0, le=1)] = 1.0
+    depth: Annotated[float, Field(gt=0, le=1)] = 1.0
+    resolution: Optional[PositiveInt] = None
+    data_fraction: Fraction = 1.0
+
+
+class OptimParams(Section):
+    epochs: PositiveInt = 1
+    batch_size: PositiveInt = 128
+    lr: Annotated[float, Field(gt=0)] = 0.1
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    nesterov: bool = True
+    weight_decay: Annotated[float, Field(ge=0)] = 4e-5
+    schedule: Literal["linear", "cosine"] = "cosine"
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _warmup_within_training(self) -> "OptimParams":
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})")
+        return self
+
+
+class SupernetParams(OptimParams):
+    min_width: Annotated[float, Field(gt=0)] = 0.15
+    max_width: Annotated[float, Field(gt=0)] = 1.5
+    groups: Annotated[int, Field(ge=2)] = 10
+    divisor: PositiveInt = 8
+    samples: Annotated[int, Field(ge=0)] = 2
+    eval_images: PositiveInt = 1024
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> "SupernetParams":
+        if self.min_width >= self.max_width:
+            raise ValueError(f"min_width ({self.min_width}) must be below max_width ({self.max_width})")
+        return self
+
+
+class SearchParams(Section):
+    flops: Optional[Size] = None
+    params: Optional[Size] = None
+    criterion: Literal["accuracy", "loss"] = "accuracy"
+    per_flop: bool = False
+    eval_images: PositiveInt = 2048
+    calib_images: PositiveInt = 2048
+    batch_size: PositiveInt = 1024
+    floor: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _has_target(self) -> "SearchParams":
+        if self.flops is None and self.params is None:
+            raise ValueError("set a target: search.flops (e.g. 200M) and/or search.params")
+        return self
+
+
+class ExtrapolateParams(Section):
+    stacking: Literal["average", "last"] = "average"
+    tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+
+
+class TrainParams(OptimParams):
+    pass
+
+
+class EvaluateParams(Section):
+    batch_size: PositiveInt = 512
+    latency_runs: PositiveInt = 30
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    model: ModelParams = ModelParams()
+    transfer: TransferParams = TransferParams()
+    supernet: SupernetParams = SupernetParams()
+    search: SearchParams = SearchParams(flops=10**8)
+    extrapolate: ExtrapolateParams = ExtrapolateParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    """Read and validate params.yaml; any problem is one SlimnetError line naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlimnetError(f"{path} not found: run from the project root (where dvc.yaml is) or pass --params")
+    try:
+        # DVC reads YAML 1.2 (where 1e-4 is a number); PyYAML's 1.1 resolver calls it a string.
+        raw = yaml.load(path.read_text(), Loader=_Yaml12Loader) or {}
+    except yaml.YAMLError as error:
+        raise SlimnetError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise SlimnetError(f"{path} must be a mapping of sections (data, model, ...)")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise SlimnetError(f"{path}: {first_problem(error)}") from None
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    pass
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."),
+)

@@ -1,0 +1,64 @@
+"""Architectures as channel spaces, by the names used on the command line."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from slimnet.errors import SlimnetError
+from slimnet.models import mnasnet, mobilenet_v1, mobilenet_v2, resnet
+from slimnet.space import Blueprint
+
+ARCHS = ("mobilenet_v1", "mobilenet_v2", "mnasnet", "resnet18", "resnet34", "resnet50", "resnet101")
+
+
+def check_arch(arch: str) -> str:
+    if arch not in ARCHS:
+        raise SlimnetError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
+    return arch
+
+
+def default_depth(arch: str) -> tuple[int, ...]:
+    check_arch(arch)
+    if arch.startswith("resnet"):
+        return resnet.LAYOUTS[arch][1]
+    return {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}[arch].DEFAULT_DEPTH
+
+
+def depth_scalable(arch: str) -> tuple[bool, ...]:
+    check_arch(arch)
+    if arch.startswith("resnet"):
+        return resnet.DEPTH_SCALABLE
+    return {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}[arch].DEPTH_SCALABLE
+
+
+def scaled_depth(arch: str, multiplier: float) -> tuple[int, ...]:
+    """Blocks per stage after a depth multiplier (stages that must stay fixed keep their count)."""
+    if multiplier <= 0:
+        raise SlimnetError(f"depth multiplier must be positive, got {multiplier}")
+    return tuple(
+        max(1, math.ceil(count * multiplier - 1e-9)) if scalable else count
+        for count, scalable in zip(default_depth(arch), depth_scalable(arch))
+    )
+
+
+def build_blueprint(
+    arch: str,
+    *,
+    width: float = 1.0,
+    depth: Sequence[int] | None = None,
+    cifar: bool = False,
+    in_channels: int = 3,
+    num_classes: int = 1000,
+    divisor: int = 8,
+) -> Blueprint:
+    check_arch(arch)
+    if depth is not None:
+        expected = len(default_depth(arch))
+        if len(depth) != expected or any(int(d) < 1 for d in depth):
+            raise SlimnetError(f"{arch} needs {expected} positive blocks-per-stage counts in depth, got {list(depth)}")
+        depth = tuple(int(d) for d in depth)
+    args = dict(width=width, depth=depth, cifar=cifar, in_channels=in_channels, num_classes=num_classes, divisor=divisor)
+    if arch.startswith("resnet"):
+        return resnet.blueprint(arch, **args)
+    return {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}[arch].blueprint(**args)
