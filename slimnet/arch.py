@@ -42,8 +42,12 @@ class ArchSpec(BaseModel):
         return value
 
     def blueprint(self) -> Blueprint:
-        """The topology (unit defaults at width 1.0); the spec's channels override them."""
-        return build_blueprint(self.arch, depth=self.depth, cifar=self.cifar, in_channels=self.in_channels, num_classes=self.num_classes)
+        """The topology with this spec's channels as the units' widths."""
+        blueprint = build_blueprint(self.arch, depth=self.depth, cifar=self.cifar, in_channels=self.in_channels, num_classes=self.num_classes)
+        if set(self.channels) != set(blueprint.units):
+            raise SlimnetError(f"spec channels do not name the units of {self.arch} at depth {list(self.depth)}")
+        blueprint.units = {u: self.channels[u] for u in blueprint.units}
+        return blueprint
 
     def cost(self) -> Cost:
         return cost(self.blueprint(), self.channels, self.resolution)
@@ -55,7 +59,7 @@ class ArchSpec(BaseModel):
 def check_channels(spec: ArchSpec, maximum: dict[str, int] | None = None) -> ArchSpec:
     """Unit names must be exactly the architecture's; counts positive (and within ``maximum``)."""
     try:
-        expected = list(spec.blueprint().units)
+        expected = list(build_blueprint(spec.arch, depth=spec.depth, cifar=spec.cifar).units)
     except SlimnetError as error:
         raise SlimnetError(f"spec depth: {error}") from None
     missing = [u for u in expected if u not in spec.channels]
@@ -112,3 +116,10 @@ def uniform_spec(
         arch=arch, resolution=resolution, in_channels=in_channels, num_classes=num_classes, cifar=cifar,
         depth=depth, channels=dict(blueprint.units), note=f"uniform {width:g}x",
     )
+
+
+def plain_network(spec: ArchSpec):
+    """The static network of a spec (torch.nn layers only)."""
+    from slimnet.nn.network import Network
+
+    return Network(spec.blueprint())

@@ -106,6 +106,7 @@ class SearchParams(Section):
     params: Optional[Size] = None
     criterion: Literal["accuracy", "loss"] = "accuracy"
     per_flop: bool = False
+    bn: Literal["online", "recalibrate"] = "online"
     eval_images: PositiveInt = 2048
     calib_images: PositiveInt = 2048
     batch_size: PositiveInt = 1024

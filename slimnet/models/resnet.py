@@ -59,7 +59,8 @@ def blueprint(
     for s, (planes, count) in enumerate(zip(PLANES, depth)):
         stride = 1 if s == 0 else 2
         out_channels = make_divisible(planes * expansion * width, divisor)
-        coupled = stride == 1 and units[previous] == out_channels
+        # Coupling is structural: decided on the width-1.0 layout, so every width has the same units.
+        coupled = stride == 1 and (64 if s == 0 else PLANES[s - 1] * expansion) == planes * expansion
         stage_unit = previous if coupled else f"stage{s + 1}"
         units.setdefault(stage_unit, out_channels)
         mid_channels = make_divisible(planes * width, divisor)

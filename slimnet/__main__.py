@@ -1,0 +1,3 @@
+from slimnet.cli import main
+
+main()

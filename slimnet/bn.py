@@ -1,0 +1,45 @@
+"""BN statistics for one sub-network: recalibrated on training batches, then used in eval."""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable
+
+import torch
+from torch import nn
+
+from slimnet.nn.slimmable import SlimBatchNorm2d
+
+
+def slim_bns(module: nn.Module) -> list[SlimBatchNorm2d]:
+    return [m for m in module.modules() if isinstance(m, SlimBatchNorm2d)]
+
+
+@torch.no_grad()
+def recalibrate(
+    network: nn.Module, batches: Iterable[torch.Tensor], *, start: int = 0, capture: Container[int] = ()
+) -> dict[int, list[torch.Tensor]]:
+    """Cumulative-average BN statistics of ``network.blocks[start:]`` over ``batches``.
+
+    ``batches`` are inputs of block ``start`` (images when ``start`` is 0), so a caller that
+    caches earlier blocks' outputs recalibrates only what a candidate changes. The inputs of
+    the blocks in ``capture`` are returned as seen during calibration (batch-statistics BN),
+    which is exactly what a later recalibration from that block must be fed.
+    """
+    blocks = list(network.blocks)[start:]
+    bns = [bn for block in blocks for bn in slim_bns(block)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.calibrating = True
+    captured: dict[int, list[torch.Tensor]] = {index: [] for index in capture}
+    network.train()
+    try:
+        for x in batches:
+            for index, block in enumerate(blocks, start):
+                if index in captured:
+                    captured[index].append(x)
+                x = block(x)
+    finally:
+        for bn in bns:
+            bn.calibrating = False
+        network.eval()
+    return captured

@@ -1,0 +1,40 @@
+"""Resumable training: one checkpoint per run, keyed by what the run depends on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from slimnet import atomic
+
+
+def fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpoints:
+    """``save`` after every epoch, ``load`` on start, ``clear`` once the final outputs exist.
+
+    A checkpoint written for other settings (a different fingerprint) is never resumed.
+    """
+
+    def __init__(self, directory: Path, key: str):
+        self.path = Path(directory) / f"{key}.pt"
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:  # a corrupt checkpoint is restarted from scratch, not fatal
+            return None
+
+    def save(self, state: dict) -> None:
+        atomic.save_torch(self.path, state)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,61 @@
+"""The training recipe shared by the supernet and from-scratch training: SGD, LR schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on BN, biases and depthwise weights (they are few and easily over-shrunk)."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            depthwise = isinstance(module, nn.Conv2d) and module.groups > 1
+            if param.dim() <= 1 or depthwise or isinstance(module, nn.BatchNorm2d):
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, *, lr: float, momentum: float, nesterov: bool, weight_decay: float) -> torch.optim.SGD:
+    return torch.optim.SGD(param_groups(model, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Linear warm-up, then linear or cosine decay to zero at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return max(0.0, 1.0 - progress)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the same fields as params.yaml's supernet/train sections."""
+
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.1
+    seed: int = 0
+
+    def scaled_lr(self) -> float:
+        """Linear scaling from the papers' batch of 256."""
+        return self.lr * self.batch_size / 256

@@ -1,0 +1,68 @@
+"""Shared by the pipeline stages: paths, device choice, small file helpers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic
+from slimnet.arch import ArchSpec, uniform_spec
+from slimnet.config import ModelParams, OptimParams, SupernetParams, TransferParams
+from slimnet.errors import SlimnetError
+from slimnet.models import scaled_depth
+from slimnet.optim import Recipe
+
+DATA = Path("data")
+STAGES = Path("stages")
+CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
+VARIANTS = ("optimized", "uniform")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SlimnetError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return torch.device(name)
+
+
+def read_json(path: Path, produced_by: str) -> dict:
+    if not path.is_file():
+        raise SlimnetError(f"{path} not found: run `dvc repro {produced_by}` first")
+    return json.loads(path.read_text())
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, buffer.getvalue())
+
+
+def recipe_of(params: OptimParams) -> Recipe:
+    fields = Recipe.__dataclass_fields__
+    return Recipe(**{k: v for k, v in params.model_dump().items() if k in fields})
+
+
+
+
+def full_uniform(model: ModelParams, meta: dict) -> ArchSpec:
+    """The default network at ``model.width``: the 1.0x reference of every cost ratio."""
+    return uniform_spec(
+        model.arch, model.width, resolution=meta["resolution"], num_classes=meta["num_classes"],
+        in_channels=meta["in_channels"], cifar=model.cifar, divisor=model.divisor,
+    )
+
+
+def projected_uniform(model: ModelParams, transfer_params: TransferParams, supernet: SupernetParams, meta: dict) -> ArchSpec:
+    """The narrower, shallower, lower-resolution network the supernet is built around."""
+    return uniform_spec(
+        model.arch, model.width * transfer_params.width, resolution=meta["search_resolution"],
+        num_classes=meta["num_classes"], in_channels=meta["in_channels"], cifar=model.cifar,
+        depth=scaled_depth(model.arch, transfer_params.depth), divisor=supernet.divisor,
+    )

@@ -1,0 +1,87 @@
+"""evaluate stage: test metrics of both variants, and what the search cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic
+from slimnet.arch import ArchSpec, load_spec
+from slimnet.config import EvaluateParams
+from slimnet.data import load_split
+from slimnet.errors import SlimnetError
+from slimnet.measure import cpu_latency_ms
+from slimnet.nn.network import Network
+from slimnet.pipeline.common import DATA, STAGES, VARIANTS, read_json, write_csv
+from slimnet.train import accuracy
+
+def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
+    if not path.is_file():
+        raise SlimnetError(f"{path} not found: run `dvc repro train` first")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    spec = ArchSpec.model_validate(blob["spec"])
+    model = Network(spec.blueprint())
+    model.load_state_dict(blob["model"])
+    return model.to(device, memory_format=torch.channels_last).eval(), spec
+
+
+def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, trajectory: dict, full: ArchSpec) -> dict:
+    """What the search cost, and an estimate of the same search without projection.
+
+    A direct search trains the supernet on the full problem: its FLOPs scale with the
+    network's FLOPs (width, depth, resolution) and the number of training images; greedy
+    slimming scales with the network's FLOPs and with the square of its unit count (steps x
+    candidates per step).
+    """
+    projected = ArchSpec.model_validate(trajectory["reference"])
+    flops_ratio = full.cost().flops / projected.cost().flops
+    data_ratio = meta["counts"]["full/train"] / meta["counts"]["search/train"]
+    units_ratio = len(full.channels) / len(projected.channels)
+    supernet_seconds = supernet_metrics["train_seconds"]
+    search_seconds = search_metrics["seconds"]
+    direct_supernet_flops = supernet_metrics["train_flops"] * flops_ratio * data_ratio
+    direct_seconds = supernet_seconds * flops_ratio * data_ratio + search_seconds * flops_ratio * units_ratio**2
+    actual_seconds = supernet_seconds + search_seconds
+    return {
+        "supernet_train_flops": supernet_metrics["train_flops"],
+        "supernet_seconds": supernet_seconds,
+        "search_seconds": search_seconds,
+        "search_evaluations": search_metrics["evaluations"],
+        "direct_supernet_train_flops_est": int(direct_supernet_flops),
+        "direct_seconds_est": round(direct_seconds, 1),
+        "saving_x": round(direct_seconds / max(actual_seconds, 1e-9), 2),
+    }
+
+
+def run_evaluate(evaluate: EvaluateParams, *, device: torch.device, out_dir: Path = STAGES / "evaluate") -> dict:
+    meta = read_json(DATA / "meta.json", "data")
+    trajectory = read_json(STAGES / "search" / "trajectory.json", "search")
+    supernet_metrics = read_json(STAGES / "supernet" / "metrics.json", "supernet")
+    search_metrics = read_json(STAGES / "search" / "metrics.json", "search")
+    test_set = load_split(DATA / "full" / "test.pt", device)
+    metrics: dict = {}
+    for variant in VARIANTS:
+        model, spec = load_trained(STAGES / "train" / variant / "model.pt", device)
+        top1, loss = accuracy(model, test_set.batches(evaluate.batch_size, shuffle=False, augment=False))
+        c = spec.cost()
+        metrics[variant] = {
+            "top1": round(top1, 3),
+            "test_loss": round(loss, 5),
+            "flops": c.flops,
+            "params": c.params,
+            "memory_mb": round(c.memory / 2**20, 3),
+            "latency_ms": round(cpu_latency_ms(model, spec.in_channels, spec.resolution, runs=evaluate.latency_runs), 3),
+        }
+    metrics["gain_top1"] = round(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], 3)
+    full = load_spec(STAGES / "extrapolate" / "reference.json")
+    metrics["search_cost"] = search_cost(meta, supernet_metrics, search_metrics, trajectory, full)
+    atomic.write_json(out_dir / "metrics.json", metrics)
+    # Search points on the full network's FLOPs scale (same cost ratio), beside the trained nets.
+    rows = [
+        {"flops": int(p["ratio"]["flops"] * full.cost().flops), "accuracy": p["accuracy"], "series": "search (held-out, projected)"}
+        for p in trajectory["points"]
+    ]
+    rows += [{"flops": metrics[v]["flops"], "accuracy": metrics[v]["top1"], "series": f"{v} (test)"} for v in VARIANTS]
+    write_csv(out_dir / "accuracy_vs_flops.csv", rows)
+    return metrics

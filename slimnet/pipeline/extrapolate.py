@@ -1,0 +1,40 @@
+"""extrapolate stage: the trajectory point for the target, mapped to the full network, and the uniform baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slimnet import atomic, transfer
+from slimnet.arch import ArchSpec, save_spec
+from slimnet.config import ExtrapolateParams, ModelParams, SearchParams
+from slimnet.pipeline.common import DATA, STAGES, full_uniform, read_json, write_csv
+
+def run_extrapolate(model: ModelParams, search: SearchParams, extrapolate: ExtrapolateParams, out_dir: Path = STAGES / "extrapolate") -> dict:
+    meta = read_json(DATA / "meta.json", "data")
+    trajectory = read_json(STAGES / "search" / "trajectory.json", "search")
+    projected = ArchSpec.model_validate(trajectory["reference"])
+    full = full_uniform(model, meta)
+    result = transfer.extrapolate(
+        trajectory["points"], projected_uniform=projected, full_uniform=full,
+        target_flops=search.flops, target_params=search.params,
+        stacking=extrapolate.stacking, divisor=model.divisor, tolerance=extrapolate.tolerance,
+    )
+    optimized, uniform = result["optimized"], result["uniform"]
+    rows = []
+    for opt_row, uni_row in zip(transfer.channels_per_layer(optimized), transfer.channels_per_layer(uniform)):
+        rows.append({"layer": opt_row["layer"], "name": opt_row["name"], "optimized": opt_row["channels"], "uniform": uni_row["channels"]})
+    write_csv(out_dir / "channels.csv", rows)
+    summary = {
+        "target": {"flops": search.flops, "params": search.params},
+        "selected_step": result["selected_step"],
+        "multiplier": result["multiplier"],
+        "uniform_width": result["uniform_width"],
+        "full_uniform": {"flops": full.cost().flops, "params": full.cost().params},
+        "optimized": {"flops": optimized.cost().flops, "params": optimized.cost().params},
+        "uniform": {"flops": uniform.cost().flops, "params": uniform.cost().params},
+    }
+    atomic.write_json(out_dir / "summary.json", summary)
+    save_spec(full, out_dir / "reference.json")
+    save_spec(uniform, out_dir / "uniform.json")
+    save_spec(optimized, out_dir / "optimized.json")
+    return summary

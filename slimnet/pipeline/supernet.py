@@ -1,0 +1,37 @@
+"""supernet stage: sandwich-rule training of the projected network's supernet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic
+from slimnet.checkpoint import Checkpoints
+from slimnet.config import ModelParams, SupernetParams, TransferParams
+from slimnet.data import fixed_batches, load_split
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, projected_uniform, read_json, recipe_of, write_csv
+from slimnet.progress import reporter
+from slimnet.supernet import build_space, save_supernet_file, supernet_key, train_supernet
+
+def run_supernet(model: ModelParams, transfer_params: TransferParams, supernet: SupernetParams, *, device: torch.device, out_dir: Path = STAGES / "supernet") -> dict:
+    meta = read_json(DATA / "meta.json", "data")
+    train_set = load_split(DATA / "search" / "train.pt", device)
+    val_set = load_split(DATA / "search" / "val.pt", device)
+    reference = projected_uniform(model, transfer_params, supernet, meta)
+    space = build_space(reference, min_width=supernet.min_width, max_width=supernet.max_width, groups=supernet.groups, divisor=supernet.divisor)
+    recipe = recipe_of(supernet)
+    calib = fixed_batches(train_set, supernet.eval_images, 512, recipe.seed)
+    evals = fixed_batches(val_set, supernet.eval_images, 512, recipe.seed)
+    checkpoints = Checkpoints(CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set)))
+    with reporter() as report:
+        network, curves, summary = train_supernet(
+            space, train_set, calib, evals, recipe=recipe, samples=supernet.samples,
+            resolution=reference.resolution, checkpoints=checkpoints, device=device, report=report,
+        )
+    save_supernet_file(out_dir / "supernet.pt", network, reference, space)
+    write_csv(out_dir / "curves.csv", curves)
+    summary = {**summary, "units": len(space.choices), "train_images": len(train_set)}
+    atomic.write_json(out_dir / "metrics.json", summary)
+    checkpoints.clear()
+    return summary

@@ -1,0 +1,38 @@
+"""train stage: one variant trained from scratch with the shared recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic
+from slimnet.arch import load_spec
+from slimnet.checkpoint import Checkpoints, fingerprint
+from slimnet.config import OptimParams
+from slimnet.data import load_split
+from slimnet.errors import SlimnetError
+from slimnet.nn.network import Network
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, recipe_of, write_csv
+from slimnet.progress import reporter
+from slimnet.train import train_network
+
+def run_train(variant: str, train: OptimParams, *, device: torch.device, out_dir: Path = STAGES / "train") -> dict:
+    if variant not in VARIANTS:
+        raise SlimnetError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
+    spec = load_spec(STAGES / "extrapolate" / f"{variant}.json")
+    train_set = load_split(DATA / "full" / "train.pt", device)
+    val_set = load_split(DATA / "full" / "val.pt", device)
+    recipe = recipe_of(train)
+    torch.manual_seed(recipe.seed)  # same initialization stream for every variant
+    model = Network(spec.blueprint())
+    key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.__dict__, "train": len(train_set)})
+    checkpoints = Checkpoints(CHECKPOINTS / "train" / variant, key)
+    with reporter() as report:
+        model, curves, summary = train_network(model, train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report, name=variant)
+    target = out_dir / variant
+    atomic.save_torch(target / "model.pt", {"spec": spec.model_dump(mode="json"), "model": {k: v.cpu() for k, v in model.state_dict().items()}})
+    write_csv(target / "curves.csv", curves)
+    atomic.write_json(target / "metrics.json", summary)
+    checkpoints.clear()
+    return summary

@@ -1,0 +1,82 @@
+"""From-scratch training of one plain network, resumable after a kill."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimnet.checkpoint import Checkpoints
+from slimnet.optim import Recipe, lr_factor, make_optimizer, set_lr
+from slimnet.progress import Reporter
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches) -> tuple[float, float]:
+    """Top-1 (%) and mean cross-entropy over ``batches`` in eval mode."""
+    model.eval()
+    correct = total = 0
+    loss = 0.0
+    for x, y in batches:
+        logits = model(x).float()
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(-1) == y).sum())
+        total += len(y)
+    return 100.0 * correct / max(total, 1), loss / max(total, 1)
+
+
+def train_network(
+    model: nn.Module,
+    train_set,
+    val_set,
+    *,
+    recipe: Recipe,
+    checkpoints: Checkpoints,
+    device: torch.device,
+    report: Reporter,
+    name: str = "train",
+) -> tuple[nn.Module, list[dict], dict]:
+    """SGD + nesterov with warm-up and linear/cosine decay, label smoothing, augmentation."""
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    data_generator = torch.Generator().manual_seed(recipe.seed)
+    steps_per_epoch = len(train_set) // recipe.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the training split has {len(train_set)} images, fewer than one batch of {recipe.batch_size}")
+    total_steps = steps_per_epoch * recipe.epochs
+    warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
+    curves: list[dict] = []
+    start_epoch, seconds = 0, 0.0
+    state = checkpoints.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_generator.set_state(state["data_generator"])
+        start_epoch, curves, seconds = state["epoch"], state["curves"], state["seconds"]
+        report.line(f"{name}: resuming after epoch {start_epoch}/{recipe.epochs}")
+    autocast = device.type == "cuda"
+    for epoch in range(start_epoch, recipe.epochs):
+        started = time.perf_counter()
+        model.train()
+        report.start(f"{name} epoch {epoch + 1}/{recipe.epochs}", steps_per_epoch)
+        loss_sum = torch.zeros((), device=device)
+        for index, (x, y) in enumerate(train_set.batches(recipe.batch_size, shuffle=True, augment=True, generator=data_generator, drop_last=True)):
+            set_lr(optimizer, recipe.scaled_lr() * lr_factor(epoch * steps_per_epoch + index, total_steps, warmup_steps, recipe.schedule))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()  # no host sync inside the step
+            report.advance()
+        val_acc, val_loss = accuracy(model, val_set.batches(512, shuffle=False, augment=False))
+        seconds += time.perf_counter() - started
+        row = {"epoch": epoch + 1, "train_loss": round(float(loss_sum) / steps_per_epoch, 5), "val_acc": round(val_acc, 3), "val_loss": round(val_loss, 5)}
+        curves.append(row)
+        report.line(f"{name} epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, val top-1 {val_acc:.2f}% ({time.perf_counter() - started:.1f}s)")
+        checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_generator": data_generator.get_state(), "epoch": epoch + 1, "curves": curves, "seconds": seconds})
+    summary = {"val_acc": curves[-1]["val_acc"], "train_seconds": round(seconds, 2), "epochs": recipe.epochs}
+    return model, curves, summary
