@@ -43,7 +43,9 @@ class ArchSpec(BaseModel):
 
     def blueprint(self) -> Blueprint:
         """The topology with this spec's channels as the units' widths."""
-        blueprint = build_blueprint(self.arch, depth=self.depth, cifar=self.cifar, in_channels=self.in_channels, num_classes=self.num_classes)
+        blueprint = build_blueprint(
+            self.arch, depth=self.depth, cifar=self.cifar, in_channels=self.in_channels, num_classes=self.num_classes
+        )
         if set(self.channels) != set(blueprint.units):
             raise SlimnetError(f"spec channels do not name the units of {self.arch} at depth {list(self.depth)}")
         blueprint.units = {u: self.channels[u] for u in blueprint.units}
@@ -111,10 +113,18 @@ def uniform_spec(
     if width <= 0:
         raise SlimnetError(f"width multiplier must be positive, got {width}")
     depth = tuple(default_depth(arch) if depth is None else depth)
-    blueprint = build_blueprint(arch, width=width, depth=depth, cifar=cifar, in_channels=in_channels, num_classes=num_classes, divisor=divisor)
+    blueprint = build_blueprint(
+        arch, width=width, depth=depth, cifar=cifar, in_channels=in_channels, num_classes=num_classes, divisor=divisor
+    )
     return ArchSpec(
-        arch=arch, resolution=resolution, in_channels=in_channels, num_classes=num_classes, cifar=cifar,
-        depth=depth, channels=dict(blueprint.units), note=f"uniform {width:g}x",
+        arch=arch,
+        resolution=resolution,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        cifar=cifar,
+        depth=depth,
+        channels=dict(blueprint.units),
+        note=f"uniform {width:g}x",
     )
 
 

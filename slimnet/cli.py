@@ -98,7 +98,9 @@ def extrapolate(params: Path = PARAMS) -> None:
 
 @app.command()
 @user_errors
-def train(variant: str = typer.Option(..., "--variant", help="optimized or uniform"), params: Path = PARAMS, device: str = DEVICE) -> None:
+def train(
+    variant: str = typer.Option(..., "--variant", help="optimized or uniform"), params: Path = PARAMS, device: str = DEVICE
+) -> None:
     """Train one variant from scratch on the full data (resumes after a kill)."""
     from slimnet.pipeline.common import pick_device
     from slimnet.pipeline.train import run_train
@@ -119,7 +121,9 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
     table = Table("variant", "top-1 %", "FLOPs", "params", "memory MB", "latency ms")
     for variant in ("optimized", "uniform"):
         m = metrics[variant]
-        table.add_row(variant, f"{m['top1']:.2f}", f"{m['flops']:,}", f"{m['params']:,}", f"{m['memory_mb']:.2f}", f"{m['latency_ms']:.2f}")
+        table.add_row(
+            variant, f"{m['top1']:.2f}", f"{m['flops']:,}", f"{m['params']:,}", f"{m['memory_mb']:.2f}", f"{m['latency_ms']:.2f}"
+        )
     out.print(table)
     out.print(f"gain of optimized over uniform: {metrics['gain_top1']:+.2f} top-1 points")
 
@@ -130,7 +134,18 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
 def _show(spec, as_json: bool) -> None:
     c = spec.cost()
     if as_json:
-        print(json.dumps({"arch": spec.arch, "resolution": spec.resolution, "flops": c.flops, "params": c.params, "memory": c.memory, "channels": spec.channels}))
+        print(
+            json.dumps(
+                {
+                    "arch": spec.arch,
+                    "resolution": spec.resolution,
+                    "flops": c.flops,
+                    "params": c.params,
+                    "memory": c.memory,
+                    "channels": spec.channels,
+                }
+            )
+        )
         return
     table = Table("unit", "channels", title=f"{spec.arch} at {spec.resolution}px ({spec.note or 'spec'})")
     for unit, channels in spec.channels.items():
@@ -141,7 +156,9 @@ def _show(spec, as_json: bool) -> None:
 
 @arch_app.command("show")
 @user_errors
-def arch_show(spec: Path = typer.Argument(..., help="An arch spec JSON file."), as_json: bool = typer.Option(False, "--json")) -> None:
+def arch_show(
+    spec: Path = typer.Argument(..., help="An arch spec JSON file."), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """Per-unit channels, FLOPs, params and memory of a spec."""
     from slimnet.arch import load_spec
 
@@ -177,7 +194,7 @@ def arch_uniform(
 @user_errors
 def arch_import(
     arch: str = typer.Option(..., "--arch"),
-    channels: str = typer.Option(..., "--channels", help="The release's flat list, e.g. \"8,8,96,...\"."),
+    channels: str = typer.Option(..., "--channels", help='The release\'s flat list, e.g. "8,8,96,...".'),
     resolution: int = typer.Option(224, "--resolution"),
     cifar: bool = typer.Option(False, "--cifar"),
     out_path: Path = typer.Option(..., "--out"),

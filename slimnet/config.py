@@ -49,6 +49,7 @@ class DataParams(Section):
     source: Literal["fashion-mnist", "cifar10", "cifar100", "imagefolder"] = "fashion-mnist"
     root: str = "data/raw"
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    fraction: Fraction = 1.0
     resolution: Optional[PositiveInt] = None
     seed: int = 0
 
@@ -157,6 +158,8 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
         raise SlimnetError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise SlimnetError(f"{path} must be a mapping of sections (data, model, ...)")
+    # A section whose keys are all commented out means "use the defaults".
+    raw = {section: {} if values is None else values for section, values in raw.items()}
     try:
         return Params.model_validate(raw)
     except ValidationError as error:

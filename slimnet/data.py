@@ -34,8 +34,16 @@ FASHION_MNIST_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -110,8 +118,10 @@ def _load_fashion_mnist(root: Path) -> TensorSource:
             images = {k: _read_idx(files[k]) for k in ("train_images", "test_images")}
             labels = {k: _read_idx(files[k]).long() for k in ("train_labels", "test_labels")}
             return TensorSource(
-                images["train_images"].unsqueeze(1), labels["train_labels"],
-                images["test_images"].unsqueeze(1), labels["test_labels"],
+                images["train_images"].unsqueeze(1),
+                labels["train_labels"],
+                images["test_images"].unsqueeze(1),
+                labels["test_labels"],
                 list(FASHION_MNIST_CLASSES),
             )
     from torchvision import datasets
@@ -126,8 +136,10 @@ def _load_fashion_mnist(root: Path) -> TensorSource:
             "or allow network access for the torchvision download"
         ) from None
     return TensorSource(
-        train.data.unsqueeze(1).contiguous(), train.targets.long(),
-        test.data.unsqueeze(1).contiguous(), test.targets.long(),
+        train.data.unsqueeze(1).contiguous(),
+        train.targets.long(),
+        test.data.unsqueeze(1).contiguous(),
+        test.targets.long(),
         list(FASHION_MNIST_CLASSES),
     )
 
@@ -225,9 +237,7 @@ def split_train_val(labels: Tensor, val_fraction: float, generator: torch.Genera
         if len(idx) == 0:
             continue
         if len(idx) < 2:
-            raise SlimnetError(
-                f"class {c} has {len(idx)} training image; each class needs at least 2 to hold out a val split"
-            )
+            raise SlimnetError(f"class {c} has {len(idx)} training image; each class needs at least 2 to hold out a val split")
         n_val = min(max(_fraction_count(len(idx), val_fraction), 1), len(idx) - 1)
         idx = idx[torch.randperm(len(idx), generator=generator)]
         val_parts.append(idx[:n_val])
@@ -261,8 +271,10 @@ def resize_uint8(images: Tensor, resolution: int | None) -> Tensor:
     if resolution is None or tuple(images.shape[-2:]) == (resolution, resolution):
         return images
     out = [
-        F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
-                      antialias=True, align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+        F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+        .round_()
+        .clamp_(0, 255)
+        .to(torch.uint8)
         for chunk in images.split(_chunk_rows(images))
     ]
     return torch.cat(out)
@@ -275,9 +287,7 @@ def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
     reducing the whole tensor in floating point.
     """
     channels = images.shape[1]
-    hist = torch.stack([
-        torch.bincount(images[:, c].flatten(), minlength=256).double() for c in range(channels)
-    ])
+    hist = torch.stack([torch.bincount(images[:, c].flatten(), minlength=256).double() for c in range(channels)])
     values = torch.arange(256, dtype=torch.float64) / 255.0
     count = hist.sum(dim=1)
     mean = (hist * values).sum(dim=1) / count
@@ -304,8 +314,15 @@ def _check_resolution(name: str, value: int | None) -> None:
         raise SlimnetError(f"{name} must be a positive integer or None, got {value!r}")
 
 
-def _validate(source: str, out_dir: Path, val_fraction: float, resolution: int | None,
-              search_resolution: int | None, search_fraction: float, seed: int) -> None:
+def _validate(
+    source: str,
+    out_dir: Path,
+    val_fraction: float,
+    resolution: int | None,
+    search_resolution: int | None,
+    search_fraction: float,
+    seed: int,
+) -> None:
     if source not in SOURCES:
         raise SlimnetError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
     _check_fraction("val_fraction", val_fraction, allow_one=False)
@@ -313,35 +330,60 @@ def _validate(source: str, out_dir: Path, val_fraction: float, resolution: int |
     _check_resolution("resolution", resolution)
     _check_resolution("search_resolution", search_resolution)
     if source == "imagefolder" and resolution is None:
-        raise SlimnetError(
-            "resolution is required for source 'imagefolder' (images have no common size); pass e.g. 224"
-        )
+        raise SlimnetError("resolution is required for source 'imagefolder' (images have no common size); pass e.g. 224")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SlimnetError(f"seed must be an integer, got {seed!r}")
     if out_dir.exists() and not out_dir.is_dir():
         raise SlimnetError(f"out_dir {out_dir} exists and is not a directory; remove it or choose another path")
 
 
-def _tensor_record(images: Tensor, labels: Tensor, indices: Tensor, source_split: str,
-                   resolution: int, classes: list[str], mean: list[float], std: list[float]) -> dict:
+def _tensor_record(
+    images: Tensor,
+    labels: Tensor,
+    indices: Tensor,
+    source_split: str,
+    resolution: int,
+    classes: list[str],
+    mean: list[float],
+    std: list[float],
+) -> dict:
     return {
-        "kind": "tensor", "images": images.contiguous(), "labels": labels, "indices": indices,
-        "source_split": source_split, "resolution": resolution, "num_classes": len(classes),
-        "in_channels": int(images.shape[1]), "classes": classes, "mean": mean, "std": std,
+        "kind": "tensor",
+        "images": images.contiguous(),
+        "labels": labels,
+        "indices": indices,
+        "source_split": source_split,
+        "resolution": resolution,
+        "num_classes": len(classes),
+        "in_channels": int(images.shape[1]),
+        "classes": classes,
+        "mean": mean,
+        "std": std,
     }
 
 
-def _folder_record(src: FolderSource, paths: list[str], labels: Tensor, indices: Tensor,
-                   source_split: str, resolution: int) -> dict:
+def _folder_record(
+    src: FolderSource, paths: list[str], labels: Tensor, indices: Tensor, source_split: str, resolution: int
+) -> dict:
     return {
-        "kind": "folder", "root": str(src.root), "paths": paths, "labels": labels, "indices": indices,
-        "source_split": source_split, "resolution": resolution, "num_classes": len(src.classes),
-        "in_channels": 3, "classes": src.classes, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+        "kind": "folder",
+        "root": str(src.root),
+        "paths": paths,
+        "labels": labels,
+        "indices": indices,
+        "source_split": source_split,
+        "resolution": resolution,
+        "num_classes": len(src.classes),
+        "in_channels": 3,
+        "classes": src.classes,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
     }
 
 
-def _tensor_records(src: TensorSource, splits: dict[str, Tensor], resolution: int | None,
-                    search_resolution: int | None) -> tuple[dict[str, dict], dict]:
+def _tensor_records(
+    src: TensorSource, splits: dict[str, Tensor], resolution: int | None, search_resolution: int | None
+) -> tuple[dict[str, dict], dict]:
     native = int(src.train_images.shape[-1])
     res = resolution or native
     search_res = search_resolution or res
@@ -363,13 +405,20 @@ def _tensor_records(src: TensorSource, splits: dict[str, Tensor], resolution: in
         "search/train": pick("search", search_res),
         "search/val": pick("val", search_res),
     }
-    info = {"in_channels": int(src.train_images.shape[1]), "native_resolution": native,
-            "resolution": res, "search_resolution": search_res, "mean": mean, "std": std}
+    info = {
+        "in_channels": int(src.train_images.shape[1]),
+        "native_resolution": native,
+        "resolution": res,
+        "search_resolution": search_res,
+        "mean": mean,
+        "std": std,
+    }
     return records, info
 
 
-def _folder_records(src: FolderSource, splits: dict[str, Tensor], resolution: int,
-                    search_resolution: int | None) -> tuple[dict[str, dict], dict]:
+def _folder_records(
+    src: FolderSource, splits: dict[str, Tensor], resolution: int, search_resolution: int | None
+) -> tuple[dict[str, dict], dict]:
     search_res = search_resolution or resolution
 
     def pick(split: str, res: int) -> dict:
@@ -385,14 +434,47 @@ def _folder_records(src: FolderSource, splits: dict[str, Tensor], resolution: in
         "search/train": pick("search", search_res),
         "search/val": pick("val", search_res),
     }
-    info = {"in_channels": 3, "native_resolution": None, "resolution": resolution,
-            "search_resolution": search_res, "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    info = {
+        "in_channels": 3,
+        "native_resolution": None,
+        "resolution": resolution,
+        "search_resolution": search_res,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+    }
     return records, info
 
 
-def prepare_data(source: str, root: Path, out_dir: Path, *, val_fraction: float,
-                 resolution: int | None, search_resolution: int | None,
-                 search_fraction: float, seed: int) -> dict:
+def shrink_source(src: TensorSource | FolderSource, fraction: float, generator: torch.Generator) -> TensorSource | FolderSource:
+    """A class-balanced ``fraction`` of both the training and the test set (quick experiments)."""
+    train = balanced_subset(src.train_labels, fraction, generator)
+    test = balanced_subset(src.test_labels, fraction, generator)
+    if isinstance(src, TensorSource):
+        return TensorSource(
+            src.train_images[train], src.train_labels[train], src.test_images[test], src.test_labels[test], src.classes
+        )
+    return FolderSource(
+        src.root,
+        [src.train_paths[i] for i in train.tolist()],
+        src.train_labels[train],
+        [src.test_paths[i] for i in test.tolist()],
+        src.test_labels[test],
+        src.classes,
+    )
+
+
+def prepare_data(
+    source: str,
+    root: Path,
+    out_dir: Path,
+    *,
+    val_fraction: float,
+    resolution: int | None,
+    search_resolution: int | None,
+    search_fraction: float,
+    seed: int,
+    fraction: float = 1.0,
+) -> dict:
     """Build full/{train,val,test}.pt, search/{train,val}.pt and meta.json under out_dir.
 
     Nothing is written until the arguments are valid and the source has been read.
@@ -400,11 +482,14 @@ def prepare_data(source: str, root: Path, out_dir: Path, *, val_fraction: float,
     start = time.perf_counter()
     root, out_dir = Path(root), Path(out_dir)
     _validate(source, out_dir, val_fraction, resolution, search_resolution, search_fraction, seed)
+    _check_fraction("fraction", fraction, allow_one=True)
     src = load_source(source, root)
     if len(src.train_labels) == 0:
         raise SlimnetError(f"{source} at {root} has no training images")
 
     generator = torch.Generator().manual_seed(seed)
+    if fraction < 1:
+        src = shrink_source(src, fraction, generator)
     train_idx, val_idx = split_train_val(src.train_labels, val_fraction, generator)
     search_idx = train_idx[balanced_subset(src.train_labels[train_idx], search_fraction, generator)]
     splits = {"train": train_idx, "val": val_idx, "search": search_idx}
@@ -418,9 +503,16 @@ def prepare_data(source: str, root: Path, out_dir: Path, *, val_fraction: float,
     for name, record in records.items():
         save_torch(out_dir / f"{name}.pt", record)
     meta = {
-        "source": source, "root": str(root), "num_classes": len(src.classes),
-        "classes": src.classes, "counts": counts, "val_fraction": val_fraction,
-        "search_fraction": search_fraction, "seed": seed, **info,
+        "source": source,
+        "root": str(root),
+        "num_classes": len(src.classes),
+        "classes": src.classes,
+        "counts": counts,
+        "val_fraction": val_fraction,
+        "search_fraction": search_fraction,
+        "fraction": fraction,
+        "seed": seed,
+        **info,
     }
     # meta.json goes last: its presence means every split file is complete.
     write_json(out_dir / "meta.json", meta)
@@ -475,9 +567,16 @@ class ImageSet:
         """A new set holding only the images at `positions` (in that order)."""
         raise NotImplementedError
 
-    def batches(self, batch_size: int, *, shuffle: bool, augment: bool,
-                generator: torch.Generator | None = None, drop_last: bool = False,
-                limit: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield (normalized float32 channels_last images, int64 labels) on the device.
 
         `generator` must be a CPU generator; it drives shuffling and augmentation.
@@ -516,9 +615,16 @@ class TensorImageSet(ImageSet):
         record.update(images=self.images[pos], labels=self.labels[pos], indices=self.indices[positions.cpu()])
         return TensorImageSet(record, self.device)
 
-    def batches(self, batch_size: int, *, shuffle: bool, augment: bool,
-                generator: torch.Generator | None = None, drop_last: bool = False,
-                limit: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_args(batch_size, limit)
         order = _order(len(self), shuffle, limit, generator).to(self.device)
         for start in range(0, len(order), batch_size):
@@ -577,16 +683,28 @@ class FolderImageSet(ImageSet):
         record.update(paths=[self.paths[i] for i in pos.tolist()], labels=self.labels[pos], indices=self.indices[pos])
         return FolderImageSet(record, self.device)
 
-    def batches(self, batch_size: int, *, shuffle: bool, augment: bool,
-                generator: torch.Generator | None = None, drop_last: bool = False,
-                limit: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        augment: bool,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_args(batch_size, limit)
         order = _order(len(self), shuffle, limit, generator).tolist()
-        dataset = _FolderDataset(self.root, [self.paths[i] for i in order],
-                                 self.labels[order].tolist(), folder_transform(self.resolution, augment))
+        dataset = _FolderDataset(
+            self.root, [self.paths[i] for i in order], self.labels[order].tolist(), folder_transform(self.resolution, augment)
+        )
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=False, drop_last=drop_last,
-            num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
             generator=generator,  # seeds the workers' augmentation RNG
         )
         for images, labels in loader:

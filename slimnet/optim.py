@@ -13,7 +13,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on BN, biases and depthwise weights (they are few and easily over-shrunk)."""
     decay, no_decay = [], []
     for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
+        for param in module.parameters(recurse=False):
             depthwise = isinstance(module, nn.Conv2d) and module.groups > 1
             if param.dim() <= 1 or depthwise or isinstance(module, nn.BatchNorm2d):
                 no_decay.append(param)

@@ -25,7 +25,9 @@ def parse_channel_list(text: str) -> list[int]:
     return values
 
 
-def import_autoslim(arch: str, values: Sequence[int], *, resolution: int = 224, in_channels: int = 3, cifar: bool = False) -> ArchSpec:
+def import_autoslim(
+    arch: str, values: Sequence[int], *, resolution: int = 224, in_channels: int = 3, cifar: bool = False
+) -> ArchSpec:
     if arch not in FORMATS:
         raise SlimnetError(f"no published AutoSlim list format for {arch!r}: choose one of {', '.join(FORMATS)}")
     depth = default_depth(arch)
@@ -38,7 +40,13 @@ def import_autoslim(arch: str, values: Sequence[int], *, resolution: int = 224, 
     except ValueError as error:
         raise SlimnetError(f"{arch} list breaks residual coupling: {error}") from None
     spec = ArchSpec(
-        arch=arch, resolution=resolution, in_channels=in_channels, num_classes=values[-1], cifar=cifar,
-        depth=depth, channels=channels, note="published AutoSlim channels",
+        arch=arch,
+        resolution=resolution,
+        in_channels=in_channels,
+        num_classes=values[-1],
+        cifar=cifar,
+        depth=depth,
+        channels=channels,
+        note="published AutoSlim channels",
     )
     return check_channels(spec)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from slimnet.arch import ArchSpec
 from slimnet.bn import recalibrate
 from slimnet.checkpoint import Checkpoints, fingerprint
+from slimnet.errors import SlimnetError
 from slimnet.flops import flops as count_flops
 from slimnet.nn.network import Network
 from slimnet.optim import Recipe, lr_factor, make_optimizer, set_lr
@@ -108,7 +109,9 @@ def train_supernet(
     """Train the supernet, resuming from the last checkpoint; returns (network, curves, summary)."""
     torch.manual_seed(recipe.seed)
     network = build_supernet(space).to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(network, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    optimizer = make_optimizer(
+        network, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+    )
     generator = torch.Generator().manual_seed(recipe.seed)
     data_generator = torch.Generator(device="cpu").manual_seed(recipe.seed + 1)
     steps_per_epoch = len(train_set) // recipe.batch_size
@@ -146,8 +149,15 @@ def train_supernet(
             step = epoch * steps_per_epoch + index
             set_lr(optimizer, recipe.scaled_lr() * lr_factor(step, total_steps, warmup_steps, recipe.schedule))
             loss, configs = sandwich_step(
-                network, space, optimizer, images, labels,
-                samples=samples, label_smoothing=recipe.label_smoothing, generator=generator, autocast=autocast,
+                network,
+                space,
+                optimizer,
+                images,
+                labels,
+                samples=samples,
+                label_smoothing=recipe.label_smoothing,
+                generator=generator,
+                autocast=autocast,
             )
             loss_sum += loss
             # forward + backward ~ 3x the forward multiply-accumulates
@@ -169,11 +179,18 @@ def train_supernet(
             f"supernet epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, "
             f"val top-1 max {max_acc:.2f}% min {min_acc:.2f}% ({time.perf_counter() - started:.1f}s)"
         )
-        checkpoints.save({
-            "model": network.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-            "data_generator": data_generator.get_state(), "epoch": epoch + 1, "curves": curves,
-            "train_flops": train_flops, "seconds": seconds,
-        })
+        checkpoints.save(
+            {
+                "model": network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "data_generator": data_generator.get_state(),
+                "epoch": epoch + 1,
+                "curves": curves,
+                "train_flops": train_flops,
+                "seconds": seconds,
+            }
+        )
         if on_epoch is not None:
             on_epoch(row)
     summary = {
@@ -189,7 +206,15 @@ def train_supernet(
 
 
 def supernet_key(reference: ArchSpec, space: ChannelSpace, recipe: Recipe, samples: int, train_size: int) -> str:
-    return fingerprint({"reference": reference.model_dump(mode="json"), "choices": space.choices, "recipe": asdict(recipe), "samples": samples, "train": train_size})
+    return fingerprint(
+        {
+            "reference": reference.model_dump(mode="json"),
+            "choices": space.choices,
+            "recipe": asdict(recipe),
+            "samples": samples,
+            "train": train_size,
+        }
+    )
 
 
 def save_supernet_file(path: Path, network: Network, reference: ArchSpec, space: ChannelSpace) -> None:
@@ -200,6 +225,8 @@ def save_supernet_file(path: Path, network: Network, reference: ArchSpec, space:
 
 
 def load_supernet_file(path: Path, device: torch.device | str = "cpu") -> tuple[Network, ArchSpec, ChannelSpace]:
+    if not Path(path).is_file():
+        raise SlimnetError(f"{path} not found: run `dvc repro supernet` first")
     blob = torch.load(path, map_location="cpu", weights_only=False)
     reference = ArchSpec.model_validate(blob["reference"])
     space = ChannelSpace(reference.blueprint(), {u: list(c) for u, c in blob["choices"].items()})

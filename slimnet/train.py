@@ -40,7 +40,9 @@ def train_network(
 ) -> tuple[nn.Module, list[dict], dict]:
     """SGD + nesterov with warm-up and linear/cosine decay, label smoothing, augmentation."""
     model = model.to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    optimizer = make_optimizer(
+        model, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+    )
     data_generator = torch.Generator().manual_seed(recipe.seed)
     steps_per_epoch = len(train_set) // recipe.batch_size
     if steps_per_epoch < 1:
@@ -62,8 +64,13 @@ def train_network(
         model.train()
         report.start(f"{name} epoch {epoch + 1}/{recipe.epochs}", steps_per_epoch)
         loss_sum = torch.zeros((), device=device)
-        for index, (x, y) in enumerate(train_set.batches(recipe.batch_size, shuffle=True, augment=True, generator=data_generator, drop_last=True)):
-            set_lr(optimizer, recipe.scaled_lr() * lr_factor(epoch * steps_per_epoch + index, total_steps, warmup_steps, recipe.schedule))
+        for index, (x, y) in enumerate(
+            train_set.batches(recipe.batch_size, shuffle=True, augment=True, generator=data_generator, drop_last=True)
+        ):
+            set_lr(
+                optimizer,
+                recipe.scaled_lr() * lr_factor(epoch * steps_per_epoch + index, total_steps, warmup_steps, recipe.schedule),
+            )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
@@ -74,9 +81,25 @@ def train_network(
             report.advance()
         val_acc, val_loss = accuracy(model, val_set.batches(512, shuffle=False, augment=False))
         seconds += time.perf_counter() - started
-        row = {"epoch": epoch + 1, "train_loss": round(float(loss_sum) / steps_per_epoch, 5), "val_acc": round(val_acc, 3), "val_loss": round(val_loss, 5)}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(float(loss_sum) / steps_per_epoch, 5),
+            "val_acc": round(val_acc, 3),
+            "val_loss": round(val_loss, 5),
+        }
         curves.append(row)
-        report.line(f"{name} epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, val top-1 {val_acc:.2f}% ({time.perf_counter() - started:.1f}s)")
-        checkpoints.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data_generator": data_generator.get_state(), "epoch": epoch + 1, "curves": curves, "seconds": seconds})
+        report.line(
+            f"{name} epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, val top-1 {val_acc:.2f}% ({time.perf_counter() - started:.1f}s)"
+        )
+        checkpoints.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "data_generator": data_generator.get_state(),
+                "epoch": epoch + 1,
+                "curves": curves,
+                "seconds": seconds,
+            }
+        )
     summary = {"val_acc": curves[-1]["val_acc"], "train_seconds": round(seconds, 2), "epochs": recipe.epochs}
     return model, curves, summary

@@ -81,7 +81,7 @@ def _block_units(blueprint: Blueprint) -> dict[str, tuple[int, int, str]]:
             name = blueprint.blocks[index].name
             for unit in blueprint.units:
                 if unit == name or unit.startswith(name + "."):
-                    owned[unit] = (s, b, unit[len(name):])
+                    owned[unit] = (s, b, unit[len(name) :])
     return owned
 
 
@@ -123,7 +123,9 @@ def stack_depth(
     for unit in target.units:
         if unit not in owned:
             if unit not in multipliers:
-                raise SlimnetError(f"unit {unit} of {arch} at depth {list(target_depth)} has no source at depth {list(source_depth)}")
+                raise SlimnetError(
+                    f"unit {unit} of {arch} at depth {list(target_depth)} has no source at depth {list(source_depth)}"
+                )
             stacked[unit] = multipliers[unit]
             continue
         s, b, suffix = owned[unit]
@@ -195,6 +197,7 @@ def match_cost(
         raise SlimnetError(f"base channels do not match the units of {arch_template.arch}: {', '.join(sorted(unknown)[:5])}")
     closest: tuple[float, int] | None = None
     for step in _divisors(divisor):
+
         def evaluate(k: float, step: int = step) -> int:
             channels = scaled_channels(multipliers, base_channels, k, step)
             return getattr(cost(blueprint, channels, arch_template.resolution), metric)
@@ -225,10 +228,17 @@ def uniform_baseline(
     tolerance: float = 0.01,
 ) -> tuple[ArchSpec, float]:
     """The default network under one width multiplier, costing ``target``; returns (spec, width)."""
+
     def spec_at(width: float) -> ArchSpec:
         return uniform_spec(
-            arch, width, resolution=resolution, num_classes=num_classes, in_channels=in_channels,
-            cifar=cifar, depth=None if depth is None else tuple(depth), divisor=divisor,
+            arch,
+            width,
+            resolution=resolution,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            cifar=cifar,
+            depth=None if depth is None else tuple(depth),
+            divisor=divisor,
         )
 
     reference = spec_at(1.0)
@@ -330,9 +340,16 @@ def extrapolate(
         optimized = optimized.model_copy(update={"note": f"AutoSlim step {point['step']}, width transfer k={k:.4g} ({stacking})"})
     # The baseline costs what the optimized network does, so the comparison is like for like.
     uniform, width = uniform_baseline(
-        full_uniform.arch, getattr(optimized.cost(), metric), resolution=full_uniform.resolution,
-        num_classes=full_uniform.num_classes, in_channels=full_uniform.in_channels, cifar=full_uniform.cifar,
-        depth=full_uniform.depth, divisor=divisor, metric=metric, tolerance=tolerance,
+        full_uniform.arch,
+        getattr(optimized.cost(), metric),
+        resolution=full_uniform.resolution,
+        num_classes=full_uniform.num_classes,
+        in_channels=full_uniform.in_channels,
+        cifar=full_uniform.cifar,
+        depth=full_uniform.depth,
+        divisor=divisor,
+        metric=metric,
+        tolerance=tolerance,
     )
     return {
         "optimized": optimized,

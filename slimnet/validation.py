@@ -8,7 +8,7 @@ from pydantic import ValidationError
 def first_problem(error: ValidationError, prefix: str = "") -> str:
     problem = error.errors()[0]
     location = ".".join(str(part) for part in problem["loc"])
-    key = f"{prefix}.{location}" if prefix and location else (prefix or location)
+    key = f"{prefix}.{location}" if prefix and location else (prefix or location or "top level")
     message = problem["msg"].removeprefix("Value error, ")
     if problem["type"] == "extra_forbidden":
         message = "unknown key (remove it or check its spelling)"

@@ -23,8 +23,14 @@ SEARCH_PER_CLASS = round((PER_CLASS - VAL_PER_CLASS) * SEARCH_FRACTION)
 
 def prepare_fashion(out_dir: Path, seed: int = 0) -> dict:
     return prepare_data(
-        "fashion-mnist", out_dir / "no-such-root", out_dir, val_fraction=VAL_FRACTION,
-        resolution=None, search_resolution=14, search_fraction=SEARCH_FRACTION, seed=seed,
+        "fashion-mnist",
+        out_dir / "no-such-root",
+        out_dir,
+        val_fraction=VAL_FRACTION,
+        resolution=None,
+        search_resolution=14,
+        search_fraction=SEARCH_FRACTION,
+        seed=seed,
     )
 
 
@@ -87,14 +93,22 @@ def test_meta_describes_the_splits(fashion):
     assert meta["num_classes"] == 10 and meta["in_channels"] == 1
     assert meta["classes"][0] == "T-shirt/top"
     assert meta["counts"] == {
-        "full/train": 54000, "full/val": 6000, "full/test": 10000,
-        "search/train": 10 * SEARCH_PER_CLASS, "search/val": 6000,
+        "full/train": 54000,
+        "full/val": 6000,
+        "full/test": 10000,
+        "search/train": 10 * SEARCH_PER_CLASS,
+        "search/val": 6000,
     }
     assert meta["resolution"] == 28 and meta["search_resolution"] == 14
     assert 0.2 < meta["mean"][0] < 0.4 and 0.25 < meta["std"][0] < 0.45
     # Only the final files remain: every temporary file was renamed into place.
     assert sorted(p.name for p in fashion.rglob("*") if p.is_file()) == [
-        "meta.json", "test.pt", "train.pt", "train.pt", "val.pt", "val.pt",
+        "meta.json",
+        "test.pt",
+        "train.pt",
+        "train.pt",
+        "val.pt",
+        "val.pt",
     ]
 
 
@@ -177,8 +191,14 @@ def test_missing_fashion_mnist_explains_the_fix(tmp_path, monkeypatch):
     out_dir = tmp_path / "out"
     with pytest.raises(SlimnetError, match="apt-get install -y dataset-fashion-mnist") as info:
         prepare_data(
-            "fashion-mnist", tmp_path / "missing", out_dir, val_fraction=0.1,
-            resolution=None, search_resolution=None, search_fraction=0.1, seed=0,
+            "fashion-mnist",
+            tmp_path / "missing",
+            out_dir,
+            val_fraction=0.1,
+            resolution=None,
+            search_resolution=None,
+            search_fraction=0.1,
+            seed=0,
         )
     message = str(info.value)
     assert "\n" not in message and "network" in message
@@ -189,15 +209,26 @@ def test_missing_fashion_mnist_explains_the_fix(tmp_path, monkeypatch):
 def test_bad_search_fraction_is_rejected_before_writing(tmp_path, value):
     out_dir = tmp_path / "out"
     with pytest.raises(SlimnetError, match="search_fraction"):
-        prepare_data("fashion-mnist", tmp_path, out_dir, val_fraction=0.1, resolution=None,
-                     search_resolution=None, search_fraction=value, seed=0)
+        prepare_data(
+            "fashion-mnist",
+            tmp_path,
+            out_dir,
+            val_fraction=0.1,
+            resolution=None,
+            search_resolution=None,
+            search_fraction=value,
+            seed=0,
+        )
     assert not out_dir.exists()
 
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [({"val_fraction": 1.0}, "val_fraction"), ({"resolution": 0}, "resolution"),
-     ({"search_resolution": -4}, "search_resolution")],
+    [
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"resolution": 0}, "resolution"),
+        ({"search_resolution": -4}, "search_resolution"),
+    ],
 )
 def test_other_bad_arguments_name_the_argument(tmp_path, kwargs, name):
     args = {"val_fraction": 0.1, "resolution": None, "search_resolution": None, "search_fraction": 0.5, "seed": 0}
@@ -225,10 +256,10 @@ def test_image_folder_prepares_and_batches(tmp_path):
     root = tmp_path / "images"
     make_image_folder(root)
     out_dir = tmp_path / "prepared"
-    summary = prepare_data("imagefolder", root, out_dir, val_fraction=0.25, resolution=16,
-                           search_resolution=8, search_fraction=0.5, seed=0)
-    assert summary["counts"] == {"full/train": 6, "full/val": 2, "full/test": 4,
-                                 "search/train": 4, "search/val": 2}
+    summary = prepare_data(
+        "imagefolder", root, out_dir, val_fraction=0.25, resolution=16, search_resolution=8, search_fraction=0.5, seed=0
+    )
+    assert summary["counts"] == {"full/train": 6, "full/val": 2, "full/test": 4, "search/train": 4, "search/val": 2}
     meta = json.loads((out_dir / "meta.json").read_text())
     assert meta["classes"] == ["cat", "dog"] and meta["mean"] == data.IMAGENET_MEAN
 
@@ -238,8 +269,7 @@ def test_image_folder_prepares_and_batches(tmp_path):
     train = load_split(out_dir / "full/train.pt")
     assert (train.num_classes, train.in_channels, train.resolution, len(train)) == (2, 3, 16, 6)
     train.num_workers = 0  # worker processes would only slow this tiny test down
-    shapes = [tuple(x.shape) for x, _ in train.batches(4, shuffle=True, augment=True,
-                                                       generator=torch.Generator().manual_seed(0))]
+    shapes = [tuple(x.shape) for x, _ in train.batches(4, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0))]
     assert shapes == [(4, 3, 16, 16), (2, 3, 16, 16)]
 
     search = load_split(out_dir / "search/train.pt")
@@ -251,8 +281,16 @@ def test_image_folder_prepares_and_batches(tmp_path):
 def test_image_folder_with_workers(tmp_path):
     root = tmp_path / "images"
     make_image_folder(root)
-    prepare_data("imagefolder", root, tmp_path / "out", val_fraction=0.25, resolution=16,
-                 search_resolution=None, search_fraction=1.0, seed=0)
+    prepare_data(
+        "imagefolder",
+        root,
+        tmp_path / "out",
+        val_fraction=0.25,
+        resolution=16,
+        search_resolution=None,
+        search_fraction=1.0,
+        seed=0,
+    )
     test = load_split(tmp_path / "out" / "full/test.pt")
     assert test.num_workers >= 1
     batches = fixed_batches(test, 3, 2, seed=0)
@@ -261,9 +299,25 @@ def test_image_folder_with_workers(tmp_path):
 
 def test_image_folder_errors(tmp_path):
     with pytest.raises(SlimnetError, match="train/"):
-        prepare_data("imagefolder", tmp_path, tmp_path / "out", val_fraction=0.25, resolution=16,
-                     search_resolution=None, search_fraction=1.0, seed=0)
+        prepare_data(
+            "imagefolder",
+            tmp_path,
+            tmp_path / "out",
+            val_fraction=0.25,
+            resolution=16,
+            search_resolution=None,
+            search_fraction=1.0,
+            seed=0,
+        )
     with pytest.raises(SlimnetError, match="resolution is required"):
-        prepare_data("imagefolder", tmp_path, tmp_path / "out", val_fraction=0.25, resolution=None,
-                     search_resolution=None, search_fraction=1.0, seed=0)
+        prepare_data(
+            "imagefolder",
+            tmp_path,
+            tmp_path / "out",
+            val_fraction=0.25,
+            resolution=None,
+            search_resolution=None,
+            search_fraction=1.0,
+            seed=0,
+        )
     assert not (tmp_path / "out").exists()

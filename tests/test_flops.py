@@ -1,5 +1,6 @@
 """The analytic cost model against published figures, torchvision and fvcore."""
 
+import itertools
 import logging
 import warnings
 
@@ -17,6 +18,8 @@ from slimnet.models import ARCHS, build_blueprint, scaled_depth
 from slimnet.nn.network import Network
 from slimnet.space import ChannelSpace
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 logging.getLogger("fvcore").setLevel(logging.ERROR)
 
 
@@ -26,18 +29,60 @@ def numel(model: nn.Module) -> int:
 
 # (id, arch, build_blueprint kwargs, resolution, FLOPs, params, torchvision builder or None)
 REFERENCE = [
-    ("mbv2-1.0", "mobilenet_v2", {"width": 1.0}, 224, 300_774_272, 3_504_872,
-     lambda: torchvision.models.mobilenet_v2(width_mult=1.0)),
-    ("mbv2-0.75", "mobilenet_v2", {"width": 0.75}, 224, 209_069_792, 2_636_424,
-     lambda: torchvision.models.mobilenet_v2(width_mult=0.75)),
-    ("mbv2-1.4", "mobilenet_v2", {"width": 1.4}, 224, 582_195_824, 6_108_776,
-     lambda: torchvision.models.mobilenet_v2(width_mult=1.4)),
-    ("mbv2-cifar-1.0", "mobilenet_v2", {"width": 1.0, "cifar": True, "num_classes": 10}, 32, 87_976_448, 2_236_682,
-     lambda: torchvision.models.mobilenet_v2(width_mult=1.0, num_classes=10)),
-    ("mbv2-cifar-0.75", "mobilenet_v2", {"width": 0.75, "cifar": True, "num_classes": 10}, 32, 59_310_080, 1_368_234,
-     lambda: torchvision.models.mobilenet_v2(width_mult=0.75, num_classes=10)),
-    ("mbv2-cifar-0.5", "mobilenet_v2", {"width": 0.5, "cifar": True, "num_classes": 10}, 32, 27_969_024, 700_490,
-     lambda: torchvision.models.mobilenet_v2(width_mult=0.5, num_classes=10)),
+    (
+        "mbv2-1.0",
+        "mobilenet_v2",
+        {"width": 1.0},
+        224,
+        300_774_272,
+        3_504_872,
+        lambda: torchvision.models.mobilenet_v2(width_mult=1.0),
+    ),
+    (
+        "mbv2-0.75",
+        "mobilenet_v2",
+        {"width": 0.75},
+        224,
+        209_069_792,
+        2_636_424,
+        lambda: torchvision.models.mobilenet_v2(width_mult=0.75),
+    ),
+    (
+        "mbv2-1.4",
+        "mobilenet_v2",
+        {"width": 1.4},
+        224,
+        582_195_824,
+        6_108_776,
+        lambda: torchvision.models.mobilenet_v2(width_mult=1.4),
+    ),
+    (
+        "mbv2-cifar-1.0",
+        "mobilenet_v2",
+        {"width": 1.0, "cifar": True, "num_classes": 10},
+        32,
+        87_976_448,
+        2_236_682,
+        lambda: torchvision.models.mobilenet_v2(width_mult=1.0, num_classes=10),
+    ),
+    (
+        "mbv2-cifar-0.75",
+        "mobilenet_v2",
+        {"width": 0.75, "cifar": True, "num_classes": 10},
+        32,
+        59_310_080,
+        1_368_234,
+        lambda: torchvision.models.mobilenet_v2(width_mult=0.75, num_classes=10),
+    ),
+    (
+        "mbv2-cifar-0.5",
+        "mobilenet_v2",
+        {"width": 0.5, "cifar": True, "num_classes": 10},
+        32,
+        27_969_024,
+        700_490,
+        lambda: torchvision.models.mobilenet_v2(width_mult=0.5, num_classes=10),
+    ),
     ("resnet50", "resnet50", {}, 224, 4_089_184_256, 25_557_032, lambda: torchvision.models.resnet50()),
     ("resnet18", "resnet18", {}, 224, 1_814_073_344, 11_689_512, lambda: torchvision.models.resnet18()),
     ("mnasnet1.0", "mnasnet", {}, 224, 314_415_872, 4_383_312, lambda: torchvision.models.mnasnet1_0()),
@@ -54,6 +99,26 @@ def test_reference_figures(arch, kwargs, resolution, flops, params, torchvision_
     assert result.params == params
     assert numel(Network(blueprint, blueprint.units)) == params
     assert numel(torchvision_model()) == params
+
+
+@pytest.mark.parametrize(
+    "arch, width, torchvision_model",
+    [
+        ("mobilenet_v2", 0.35, lambda: torchvision.models.mobilenet_v2(width_mult=0.35)),
+        ("mobilenet_v2", 0.5, lambda: torchvision.models.mobilenet_v2(width_mult=0.5)),
+        ("mobilenet_v2", 1.3, lambda: torchvision.models.mobilenet_v2(width_mult=1.3)),
+        ("mnasnet", 0.5, lambda: torchvision.models.mnasnet0_5()),
+        ("mnasnet", 0.75, lambda: torchvision.models.mnasnet0_75()),
+        ("mnasnet", 1.3, lambda: torchvision.models.mnasnet1_3()),
+        ("resnet34", 1.0, lambda: torchvision.models.resnet34()),
+        ("resnet101", 1.0, lambda: torchvision.models.resnet101()),
+    ],
+)
+def test_params_match_torchvision_at_other_widths(arch, width, torchvision_model):
+    blueprint = build_blueprint(arch, width=width)
+    params = cost(blueprint, blueprint.units, 224).params
+    assert params == numel(torchvision_model())
+    assert params == numel(Network(blueprint, blueprint.units))
 
 
 def test_mobilenet_v1_reference():
@@ -137,9 +202,7 @@ def measured_memory(model: Network, in_channels: int, resolution: int) -> int:
         if isinstance(m, (nn.Conv2d, nn.MaxPool2d))
     ]
     hooks.append(
-        model.classifier.register_forward_hook(
-            lambda module, inputs, output: counted.extend([inputs[0].numel(), output.numel()])
-        )
+        model.classifier.register_forward_hook(lambda module, inputs, output: counted.extend([inputs[0].numel(), output.numel()]))
     )
     x = torch.randn(1, in_channels, resolution, resolution)
     try:
@@ -168,7 +231,7 @@ def test_memory_positive_and_grows_with_width(arch):
         costs.append(cost(blueprint, blueprint.units, 64))
     assert all(c.memory > 0 for c in costs)
     assert all(c.memory > 4 * c.params for c in costs)  # feature maps are counted too
-    for smaller, larger in zip(costs, costs[1:]):
+    for smaller, larger in itertools.pairwise(costs):
         assert smaller.memory < larger.memory
         assert smaller.flops < larger.flops
         assert smaller.params < larger.params

@@ -4,10 +4,20 @@ import pytest
 import torch
 from torch import nn
 
-from slimnet.models import ARCHS, build_blueprint, scaled_depth
+from slimnet.errors import SlimnetError
+from slimnet.measure import cpu_latency_ms
+from slimnet.models import (
+    ARCHS,
+    build_blueprint,
+    default_depth,
+    depth_scalable,
+    scaled_depth,
+)
 from slimnet.nn.network import Network, sliced_state_dict
 from slimnet.nn.slimmable import SlimBatchNorm2d, SlimConv2d
 from slimnet.space import ChannelSpace, unit_choices
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 RESOLUTION = 32
 BATCH = 4
@@ -65,7 +75,9 @@ def test_supernet_matches_plain_networks(arch):
     random_config = space.sample(generator)
     assert space.problems(random_config) is None
     configs = {"max": space.maximum, "min": space.minimum, "random": random_config}
-    images = lambda: torch.randn(BATCH, 3, RESOLUTION, RESOLUTION, generator=generator)  # noqa: E731
+
+    def images() -> torch.Tensor:
+        return torch.randn(BATCH, 3, RESOLUTION, RESOLUTION, generator=generator)
 
     # Plain training steps (batch statistics only) at several widths leave the running statistics alone.
     supernet.train()
@@ -132,7 +144,7 @@ def test_switching_configurations_does_not_copy():
 
 
 def test_calibration_is_a_cumulative_average_of_batch_statistics():
-    blueprint, space, supernet = make_supernet("resnet18", seed=1)
+    _, space, supernet = make_supernet("resnet18", seed=1)
     config = space.sample(torch.Generator().manual_seed(3))
     width = config["stem"]
     assert width < space.maximum["stem"]
@@ -152,6 +164,22 @@ def test_calibration_is_a_cumulative_average_of_batch_statistics():
     # Channels above the active width keep their reset values.
     assert torch.equal(stem_bn.running_mean[width:], torch.zeros(space.maximum["stem"] - width))
     assert torch.equal(stem_bn.running_var[width:], torch.ones(space.maximum["stem"] - width))
+
+
+def test_gradients_reach_only_the_active_channels():
+    blueprint, space, supernet = make_supernet("mnasnet", seed=4)
+    config = space.minimum
+    supernet.set_channels(config)
+    supernet.train()
+    supernet(torch.randn(BATCH, 3, RESOLUTION, RESOLUTION)).square().mean().backward()
+    stem_conv, stem_bn = supernet.blocks[0].body[0][0], supernet.blocks[0].body[0][1]
+    width = config["stem"]
+    assert stem_conv.weight.grad[:width].abs().sum() > 0
+    assert torch.count_nonzero(stem_conv.weight.grad[width:]) == 0
+    assert torch.count_nonzero(stem_bn.weight.grad[width:]) == 0
+    last = config[blueprint.last_unit]
+    assert supernet.classifier.weight.grad[:, :last].abs().sum() > 0
+    assert torch.count_nonzero(supernet.classifier.weight.grad[:, last:]) == 0
 
 
 def test_set_channels_needs_a_slimmable_network():
@@ -280,3 +308,48 @@ def test_smaller_steps_down_one_choice():
         config[unit] = value
     assert steps == choices[-2::-1]
     assert config[unit] == choices[0]
+
+
+# ----------------------------------------------------------------------------- depth and measurement
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_scaled_depth(arch):
+    default = default_depth(arch)
+    assert scaled_depth(arch, 1.0) == default
+    previous = None
+    for multiplier in (0.01, 0.25, 0.5, 0.75, 1.0):
+        depth = scaled_depth(arch, multiplier)
+        assert len(depth) == len(default)
+        assert all(1 <= d <= full for d, full in zip(depth, default))
+        for d, full, scalable in zip(depth, default, depth_scalable(arch)):
+            if not scalable:
+                assert d == full
+            elif multiplier == 0.01:
+                assert d == 1
+        if previous is not None:
+            assert all(a <= b for a, b in zip(previous, depth))
+        previous = depth
+        # Every scaled depth builds, with one block list entry per counted block.
+        blueprint = build_blueprint(arch, depth=depth)
+        assert [len(stage) for stage in blueprint.stages] == list(depth)
+    with pytest.raises(SlimnetError):
+        scaled_depth(arch, 0)
+    with pytest.raises(SlimnetError):
+        build_blueprint(arch, depth=default[:-1])
+    with pytest.raises(SlimnetError):
+        build_blueprint(arch, depth=(0,) + tuple(default[1:]))
+
+
+def test_cpu_latency_restores_threads_and_runs_a_plain_network():
+    blueprint = small_blueprint("mobilenet_v1")
+    model = Network(blueprint, ChannelSpace.around(blueprint, 0.15, 1.5, 10, 8).minimum)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        latency = cpu_latency_ms(model, blueprint.in_channels, RESOLUTION, warmup=1, runs=3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert latency > 0
+    assert not model.training

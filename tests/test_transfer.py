@@ -181,7 +181,12 @@ def test_uniform_baseline_within_one_percent(arch):
     reference = small_uniform(arch)
     target = int(0.6 * reference.cost().flops)
     spec, width = uniform_baseline(
-        arch, target, resolution=RESOLUTION, num_classes=CLASSES, depth=reference.depth, tolerance=0.01,
+        arch,
+        target,
+        resolution=RESOLUTION,
+        num_classes=CLASSES,
+        depth=reference.depth,
+        tolerance=0.01,
     )
     assert relative_error(spec.cost().flops, target) <= 0.01
     assert spec.depth == reference.depth
@@ -228,14 +233,23 @@ def uniform_trajectory(projected: ArchSpec, width: float, widths: list[float]) -
     points = []
     for step, w in enumerate(widths):
         spec = uniform_spec(
-            projected.arch, width * w, resolution=projected.resolution, num_classes=projected.num_classes,
+            projected.arch,
+            width * w,
+            resolution=projected.resolution,
+            num_classes=projected.num_classes,
             depth=projected.depth,
         )
         c = spec.cost()
-        points.append({
-            "step": step, "channels": dict(spec.channels), "flops": c.flops, "params": c.params, "score": 0.0,
-            "ratio": {"flops": c.flops / base.flops, "params": c.params / base.params},
-        })
+        points.append(
+            {
+                "step": step,
+                "channels": dict(spec.channels),
+                "flops": c.flops,
+                "params": c.params,
+                "score": 0.0,
+                "ratio": {"flops": c.flops / base.flops, "params": c.params / base.params},
+            }
+        )
     return points
 
 
@@ -247,8 +261,14 @@ def test_extrapolate_without_projection_uses_selected_channels():
     points = uniform_trajectory(full, 1.0, WIDTHS)
     target = int(0.7 * full.cost().flops)
     result = extrapolate(
-        points, projected_uniform=full, full_uniform=full, target_flops=target, target_params=None,
-        stacking="average", divisor=8, tolerance=0.01,
+        points,
+        projected_uniform=full,
+        full_uniform=full,
+        target_flops=target,
+        target_params=None,
+        stacking="average",
+        divisor=8,
+        tolerance=0.01,
     )
     expected = next(p for p in points if p["flops"] <= target)
     assert result["selected_step"] == expected["step"]
@@ -264,8 +284,14 @@ def test_extrapolate_with_projection_hits_target(stacking):
     points = uniform_trajectory(projected, 0.5, WIDTHS)
     target = int(0.6 * full.cost().flops)
     result = extrapolate(
-        points, projected_uniform=projected, full_uniform=full, target_flops=target, target_params=None,
-        stacking=stacking, divisor=8, tolerance=0.01,
+        points,
+        projected_uniform=projected,
+        full_uniform=full,
+        target_flops=target,
+        target_params=None,
+        stacking=stacking,
+        divisor=8,
+        tolerance=0.01,
     )
     optimized, uniform = result["optimized"], result["uniform"]
     assert optimized.depth == full.depth and optimized.resolution == full.resolution
@@ -283,8 +309,14 @@ def test_extrapolate_params_target():
     points = uniform_trajectory(projected, 0.5, WIDTHS)
     target = int(0.5 * full.cost().params)
     result = extrapolate(
-        points, projected_uniform=projected, full_uniform=full, target_flops=None, target_params=target,
-        stacking="last", divisor=8, tolerance=0.01,
+        points,
+        projected_uniform=projected,
+        full_uniform=full,
+        target_flops=None,
+        target_params=target,
+        stacking="last",
+        divisor=8,
+        tolerance=0.01,
     )
     assert relative_error(result["optimized"].cost().params, target) <= 0.01
     assert result["target"]["metric"] == "params"
@@ -299,8 +331,14 @@ def test_extrapolate_out_of_range_gives_absolute_range(fraction, side):
     target = int(fraction * full_flops)
     with pytest.raises(SlimnetError) as error:
         extrapolate(
-            points, projected_uniform=projected, full_uniform=full, target_flops=target, target_params=None,
-            stacking="average", divisor=8, tolerance=0.01,
+            points,
+            projected_uniform=projected,
+            full_uniform=full,
+            target_flops=target,
+            target_params=None,
+            stacking="average",
+            divisor=8,
+            tolerance=0.01,
         )
     message = str(error.value)
     low = format_size(points[-1]["ratio"]["flops"] * full_flops, "up")
@@ -313,8 +351,16 @@ def test_extrapolate_out_of_range_gives_absolute_range(fraction, side):
 def test_extrapolate_needs_a_target():
     full = small_uniform("resnet18")
     with pytest.raises(SlimnetError, match="set a target"):
-        extrapolate([], projected_uniform=full, full_uniform=full, target_flops=None, target_params=None,
-                    stacking="last", divisor=8, tolerance=0.01)
+        extrapolate(
+            [],
+            projected_uniform=full,
+            full_uniform=full,
+            target_flops=None,
+            target_params=None,
+            stacking="last",
+            divisor=8,
+            tolerance=0.01,
+        )
 
 
 # --- per-layer channels ---

@@ -8,7 +8,15 @@ from slimnet.models.mobilenet_v2 import inverted_residual
 from slimnet.space import Block, Blueprint, Conv, make_divisible
 
 # expansion, output channels, blocks, stride, kernel; stage 0 is the separable conv after the stem
-STAGES = ((1, 16, 1, 1, 3), (3, 24, 3, 2, 3), (3, 40, 3, 2, 5), (6, 80, 3, 2, 5), (6, 96, 2, 1, 3), (6, 192, 4, 2, 5), (6, 320, 1, 1, 3))
+STAGES = (
+    (1, 16, 1, 1, 3),
+    (3, 24, 3, 2, 3),
+    (3, 40, 3, 2, 5),
+    (6, 80, 3, 2, 5),
+    (6, 96, 2, 1, 3),
+    (6, 192, 4, 2, 5),
+    (6, 320, 1, 1, 3),
+)
 DEFAULT_DEPTH = tuple(s[2] for s in STAGES)
 DEPTH_SCALABLE = (False, True, True, True, True, True, False)
 

@@ -40,7 +40,10 @@ class LayerFactory:
 
 class ConvBNAct(nn.Sequential):
     def __init__(self, conv: Conv, layers: LayerFactory):
-        modules: list[nn.Module] = [layers.conv(conv.in_unit, conv.out_unit, conv.kernel, conv.stride, conv.depthwise), layers.bn(conv.out_unit)]
+        modules: list[nn.Module] = [
+            layers.conv(conv.in_unit, conv.out_unit, conv.kernel, conv.stride, conv.depthwise),
+            layers.bn(conv.out_unit),
+        ]
         if conv.act is not None:
             modules.append(ACTIVATIONS[conv.act](inplace=True))
         super().__init__(*modules)

@@ -13,7 +13,9 @@ from torch import nn
 
 
 class SlimConv2d(nn.Conv2d):
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, depthwise: bool, unit: str, active: dict[str, int]):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, stride: int, depthwise: bool, unit: str, active: dict[str, int]
+    ):
         groups = in_channels if depthwise else 1
         super().__init__(in_channels, out_channels, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.unit, self.active, self.depthwise = unit, active, depthwise

@@ -49,20 +49,28 @@ def recipe_of(params: OptimParams) -> Recipe:
     return Recipe(**{k: v for k, v in params.model_dump().items() if k in fields})
 
 
-
-
 def full_uniform(model: ModelParams, meta: dict) -> ArchSpec:
     """The default network at ``model.width``: the 1.0x reference of every cost ratio."""
     return uniform_spec(
-        model.arch, model.width, resolution=meta["resolution"], num_classes=meta["num_classes"],
-        in_channels=meta["in_channels"], cifar=model.cifar, divisor=model.divisor,
+        model.arch,
+        model.width,
+        resolution=meta["resolution"],
+        num_classes=meta["num_classes"],
+        in_channels=meta["in_channels"],
+        cifar=model.cifar,
+        divisor=model.divisor,
     )
 
 
 def projected_uniform(model: ModelParams, transfer_params: TransferParams, supernet: SupernetParams, meta: dict) -> ArchSpec:
     """The narrower, shallower, lower-resolution network the supernet is built around."""
     return uniform_spec(
-        model.arch, model.width * transfer_params.width, resolution=meta["search_resolution"],
-        num_classes=meta["num_classes"], in_channels=meta["in_channels"], cifar=model.cifar,
-        depth=scaled_depth(model.arch, transfer_params.depth), divisor=supernet.divisor,
+        model.arch,
+        model.width * transfer_params.width,
+        resolution=meta["search_resolution"],
+        num_classes=meta["num_classes"],
+        in_channels=meta["in_channels"],
+        cifar=model.cifar,
+        depth=scaled_depth(model.arch, transfer_params.depth),
+        divisor=supernet.divisor,
     )

@@ -16,6 +16,7 @@ from slimnet.nn.network import Network
 from slimnet.pipeline.common import DATA, STAGES, VARIANTS, read_json, write_csv
 from slimnet.train import accuracy
 
+
 def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
     if not path.is_file():
         raise SlimnetError(f"{path} not found: run `dvc repro train` first")
@@ -79,7 +80,11 @@ def run_evaluate(evaluate: EvaluateParams, *, device: torch.device, out_dir: Pat
     atomic.write_json(out_dir / "metrics.json", metrics)
     # Search points on the full network's FLOPs scale (same cost ratio), beside the trained nets.
     rows = [
-        {"flops": int(p["ratio"]["flops"] * full.cost().flops), "accuracy": p["accuracy"], "series": "search (held-out, projected)"}
+        {
+            "flops": int(p["ratio"]["flops"] * full.cost().flops),
+            "accuracy": p["accuracy"],
+            "series": "search (held-out, projected)",
+        }
         for p in trajectory["points"]
     ]
     rows += [{"flops": metrics[v]["flops"], "accuracy": metrics[v]["top1"], "series": f"{v} (test)"} for v in VARIANTS]

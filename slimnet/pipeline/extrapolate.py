@@ -9,20 +9,30 @@ from slimnet.arch import ArchSpec, save_spec
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams
 from slimnet.pipeline.common import DATA, STAGES, full_uniform, read_json, write_csv
 
-def run_extrapolate(model: ModelParams, search: SearchParams, extrapolate: ExtrapolateParams, out_dir: Path = STAGES / "extrapolate") -> dict:
+
+def run_extrapolate(
+    model: ModelParams, search: SearchParams, extrapolate: ExtrapolateParams, out_dir: Path = STAGES / "extrapolate"
+) -> dict:
     meta = read_json(DATA / "meta.json", "data")
     trajectory = read_json(STAGES / "search" / "trajectory.json", "search")
     projected = ArchSpec.model_validate(trajectory["reference"])
     full = full_uniform(model, meta)
     result = transfer.extrapolate(
-        trajectory["points"], projected_uniform=projected, full_uniform=full,
-        target_flops=search.flops, target_params=search.params,
-        stacking=extrapolate.stacking, divisor=model.divisor, tolerance=extrapolate.tolerance,
+        trajectory["points"],
+        projected_uniform=projected,
+        full_uniform=full,
+        target_flops=search.flops,
+        target_params=search.params,
+        stacking=extrapolate.stacking,
+        divisor=model.divisor,
+        tolerance=extrapolate.tolerance,
     )
     optimized, uniform = result["optimized"], result["uniform"]
     rows = []
     for opt_row, uni_row in zip(transfer.channels_per_layer(optimized), transfer.channels_per_layer(uniform)):
-        rows.append({"layer": opt_row["layer"], "name": opt_row["name"], "optimized": opt_row["channels"], "uniform": uni_row["channels"]})
+        rows.append(
+            {"layer": opt_row["layer"], "name": opt_row["name"], "optimized": opt_row["channels"], "uniform": uni_row["channels"]}
+        )
     write_csv(out_dir / "channels.csv", rows)
     summary = {
         "target": {"flops": search.flops, "params": search.params},

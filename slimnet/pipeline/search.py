@@ -16,6 +16,7 @@ from slimnet.progress import reporter
 from slimnet.search import CandidateEvaluator, greedy_slim
 from slimnet.supernet import load_supernet_file
 
+
 def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = STAGES / "search") -> dict:
     network, reference, space = load_supernet_file(STAGES / "supernet" / "supernet.pt", device)
     calib_set = load_split(DATA / "search" / "train.pt", device)
@@ -28,16 +29,21 @@ def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = ST
     started = time.perf_counter()
     with reporter() as report:
         points = greedy_slim(
-            evaluator, resolution=reference.resolution, criterion=search.criterion, per_flop=search.per_flop,
-            floor_flops=int(search.floor * max_flops), report=report,
+            evaluator,
+            resolution=reference.resolution,
+            criterion=search.criterion,
+            per_flop=search.per_flop,
+            floor_flops=int(search.floor * max_flops),
+            report=report,
         )
     seconds = time.perf_counter() - started
     for point in points:
         point["ratio"] = {"flops": point["flops"] / reference_cost.flops, "params": point["params"] / reference_cost.params}
     atomic.write_json(out_dir / "trajectory.json", {"reference": reference.model_dump(mode="json"), "points": points})
-    write_csv(out_dir / "trajectory.csv", [
-        {"step": p["step"], "flops": p["flops"], "accuracy": p["accuracy"], "loss": p["loss"]} for p in points
-    ])
+    write_csv(
+        out_dir / "trajectory.csv",
+        [{"step": p["step"], "flops": p["flops"], "accuracy": p["accuracy"], "loss": p["loss"]} for p in points],
+    )
     steps = len(points) - 1
     metrics = {
         "steps": steps,

@@ -14,20 +14,38 @@ from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, projected_uniform
 from slimnet.progress import reporter
 from slimnet.supernet import build_space, save_supernet_file, supernet_key, train_supernet
 
-def run_supernet(model: ModelParams, transfer_params: TransferParams, supernet: SupernetParams, *, device: torch.device, out_dir: Path = STAGES / "supernet") -> dict:
+
+def run_supernet(
+    model: ModelParams,
+    transfer_params: TransferParams,
+    supernet: SupernetParams,
+    *,
+    device: torch.device,
+    out_dir: Path = STAGES / "supernet",
+) -> dict:
     meta = read_json(DATA / "meta.json", "data")
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
     reference = projected_uniform(model, transfer_params, supernet, meta)
-    space = build_space(reference, min_width=supernet.min_width, max_width=supernet.max_width, groups=supernet.groups, divisor=supernet.divisor)
+    space = build_space(
+        reference, min_width=supernet.min_width, max_width=supernet.max_width, groups=supernet.groups, divisor=supernet.divisor
+    )
     recipe = recipe_of(supernet)
     calib = fixed_batches(train_set, supernet.eval_images, 512, recipe.seed)
     evals = fixed_batches(val_set, supernet.eval_images, 512, recipe.seed)
     checkpoints = Checkpoints(CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set)))
     with reporter() as report:
         network, curves, summary = train_supernet(
-            space, train_set, calib, evals, recipe=recipe, samples=supernet.samples,
-            resolution=reference.resolution, checkpoints=checkpoints, device=device, report=report,
+            space,
+            train_set,
+            calib,
+            evals,
+            recipe=recipe,
+            samples=supernet.samples,
+            resolution=reference.resolution,
+            checkpoints=checkpoints,
+            device=device,
+            report=report,
         )
     save_supernet_file(out_dir / "supernet.pt", network, reference, space)
     write_csv(out_dir / "curves.csv", curves)

@@ -17,6 +17,7 @@ from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, recipe_
 from slimnet.progress import reporter
 from slimnet.train import train_network
 
+
 def run_train(variant: str, train: OptimParams, *, device: torch.device, out_dir: Path = STAGES / "train") -> dict:
     if variant not in VARIANTS:
         raise SlimnetError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
@@ -29,9 +30,13 @@ def run_train(variant: str, train: OptimParams, *, device: torch.device, out_dir
     key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.__dict__, "train": len(train_set)})
     checkpoints = Checkpoints(CHECKPOINTS / "train" / variant, key)
     with reporter() as report:
-        model, curves, summary = train_network(model, train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report, name=variant)
+        model, curves, summary = train_network(
+            model, train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report, name=variant
+        )
     target = out_dir / variant
-    atomic.save_torch(target / "model.pt", {"spec": spec.model_dump(mode="json"), "model": {k: v.cpu() for k, v in model.state_dict().items()}})
+    atomic.save_torch(
+        target / "model.pt", {"spec": spec.model_dump(mode="json"), "model": {k: v.cpu() for k, v in model.state_dict().items()}}
+    )
     write_csv(target / "curves.csv", curves)
     atomic.write_json(target / "metrics.json", summary)
     checkpoints.clear()

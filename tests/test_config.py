@@ -1,0 +1,136 @@
+"""params.yaml validation: sizes, YAML 1.2 numbers, and one-line errors naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from slimnet.config import Params, load_params, parse_size
+from slimnet.errors import SlimnetError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def load_error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(SlimnetError) as error:
+        load_params(write(tmp_path, text))
+    message = str(error.value)
+    assert message and "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "written, expected",
+    [
+        ("200M", 200_000_000),
+        ("1.5G", 1_500_000_000),
+        ("300e6", 300_000_000),
+        ("'300e6'", 300_000_000),
+        ("200000000", 200_000_000),
+        ("'200M'", 200_000_000),
+        ("8M", 8_000_000),
+        ("300K", 300_000),
+    ],
+)
+def test_flops_sizes(tmp_path, written, expected):
+    params = load_params(write(tmp_path, f"search:\n  flops: {written}\n  params: 2.5M\n"))
+    assert params.search.flops == expected
+    assert isinstance(params.search.flops, int)
+    assert params.search.params == 2_500_000
+
+
+def test_parse_size_directly():
+    assert parse_size("1.5g") == 1_500_000_000
+    assert parse_size(" 12 k ") == 12_000
+    assert parse_size(3e8) == 300_000_000
+    assert parse_size(".5M") == 500_000
+    for bad in ("2O0M", "200MB", "M", "", "-5M", 0, -1, True, "1e6G6"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+def test_scientific_notation_is_a_float(tmp_path):
+    params = load_params(write(tmp_path, "supernet:\n  weight_decay: 1e-4\n  lr: 5e-2\ntrain:\n  weight_decay: 4.0e-5\n"))
+    assert isinstance(params.supernet.weight_decay, float)
+    assert params.supernet.weight_decay == pytest.approx(1e-4)
+    assert params.supernet.lr == pytest.approx(0.05)
+    assert params.train.weight_decay == pytest.approx(4e-5)
+
+
+def test_defaults_fill_missing_sections_and_keys(tmp_path):
+    params = load_params(write(tmp_path, "model:\n  arch: resnet18\n"))
+    assert isinstance(params, Params)
+    assert params.model.arch == "resnet18"
+    assert params.model.width == Params().model.width
+    assert params.supernet == Params().supernet
+    assert params.search.flops == Params().search.flops
+
+
+def test_repository_params_file_is_valid():
+    path = REPO / "params.yaml"
+    if not path.is_file():
+        pytest.skip("no params.yaml at the repository root")
+    params = load_params(path)
+    assert params.supernet.min_width < params.supernet.max_width
+    assert params.search.flops is not None or params.search.params is not None
+
+
+def test_unknown_key(tmp_path):
+    message = load_error(tmp_path, "supernet:\n  epochs: 2\n  learning_rate: 0.1\n")
+    assert "supernet.learning_rate" in message and "unknown key" in message
+    message = load_error(tmp_path, "superent:\n  epochs: 2\n")
+    assert "superent" in message
+
+
+def test_wrong_type(tmp_path):
+    message = load_error(tmp_path, "supernet:\n  epochs: three\n")
+    assert "supernet.epochs" in message and "three" in message
+    message = load_error(tmp_path, "model:\n  cifar: maybe\n")
+    assert "model.cifar" in message
+    message = load_error(tmp_path, "model:\n  arch: vgg16\n")
+    assert "model.arch" in message and "vgg16" in message
+
+
+def test_bad_size(tmp_path):
+    message = load_error(tmp_path, "search:\n  flops: 2O0M\n")
+    assert "search.flops" in message and "2O0M" in message
+    message = load_error(tmp_path, "search:\n  params: -3M\n")
+    assert "search.params" in message
+
+
+def test_negative_epochs(tmp_path):
+    message = load_error(tmp_path, "train:\n  epochs: -2\n")
+    assert "train.epochs" in message and "-2" in message
+    message = load_error(tmp_path, "supernet:\n  epochs: 0\n")
+    assert "supernet.epochs" in message
+
+
+@pytest.mark.parametrize("low, high", [(1.5, 1.5), (1.2, 0.8)])
+def test_width_range_must_be_ordered(tmp_path, low, high):
+    message = load_error(tmp_path, f"supernet:\n  min_width: {low}\n  max_width: {high}\n")
+    assert "supernet" in message and "min_width" in message and "max_width" in message
+
+
+def test_other_cross_field_checks(tmp_path):
+    message = load_error(tmp_path, "train:\n  epochs: 2\n  warmup_epochs: 2\n")
+    assert "train" in message and "warmup_epochs" in message
+    message = load_error(tmp_path, "search:\n  flops: null\n  params: null\n")
+    assert "search" in message and "target" in message
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nowhere" / "params.yaml"
+    with pytest.raises(SlimnetError) as error:
+        load_params(path)
+    message = str(error.value)
+    assert str(path) in message and "not found" in message and "\n" not in message
+
+
+def test_not_yaml_or_not_a_mapping(tmp_path):
+    assert "not valid YAML" in load_error(tmp_path, "search: [\n  flops: 2\n")
+    assert "mapping" in load_error(tmp_path, "- search\n- model\n")

@@ -1,0 +1,121 @@
+"""End to end: all six stages through DVC on a tiny slice of Fashion-MNIST."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.realdata import needs_fashion_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = needs_fashion_mnist
+
+TINY = {
+    "data": {"fraction": 0.02},
+    "model": {"arch": "mobilenet_v2", "width": 0.35, "cifar": True},
+    "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
+    "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
+    "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
+    "train": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
+    "evaluate": {"latency_runs": 3},
+}
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def set_params(project: Path, overrides: dict) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(REPO / "slimnet", root / "slimnet", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, root / name)
+    dvc(root, "init", "--no-scm", "-q")
+    set_params(root, TINY)
+    dvc(root, "repro")
+    return root
+
+
+def load(project: Path, path: str) -> dict:
+    return json.loads((project / path).read_text())
+
+
+def test_all_stages_write_their_outputs(project):
+    for path in (
+        "data/meta.json",
+        "stages/supernet/supernet.pt",
+        "stages/supernet/curves.csv",
+        "stages/search/trajectory.json",
+        "stages/extrapolate/optimized.json",
+        "stages/extrapolate/uniform.json",
+        "stages/extrapolate/channels.csv",
+        "stages/train/optimized/model.pt",
+        "stages/train/uniform/model.pt",
+        "stages/evaluate/metrics.json",
+        "stages/evaluate/accuracy_vs_flops.csv",
+    ):
+        assert (project / path).is_file(), path
+
+
+def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
+    from slimnet.arch import load_spec
+
+    for variant in ("optimized", "uniform"):
+        spec = load_spec(project / f"stages/extrapolate/{variant}.json")
+        assert abs(spec.cost().flops / 8e6 - 1) <= 0.01, (variant, spec.cost())
+        assert spec.resolution == 28 and spec.depth == (1, 2, 3, 4, 3, 3, 1)  # the full network
+    metrics = load(project, "stages/evaluate/metrics.json")
+    for variant in ("optimized", "uniform"):
+        assert 10.0 < metrics[variant]["top1"] <= 100.0  # trained: better than chance on 10 classes
+        assert abs(metrics[variant]["flops"] / 8e6 - 1) <= 0.01
+        assert metrics[variant]["latency_ms"] > 0 and metrics[variant]["params"] > 0
+    assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=1e-6)
+    cost = metrics["search_cost"]
+    assert cost["supernet_train_flops"] > 0 and cost["direct_seconds_est"] > cost["supernet_seconds"]
+
+
+def test_search_trajectory_is_target_independent_and_complete(project):
+    trajectory = load(project, "stages/search/trajectory.json")
+    points = trajectory["points"]
+    assert points[0]["slimmed"] is None and len(points) > 10
+    assert all(a["flops"] > b["flops"] for a, b in zip(points, points[1:]))
+    assert points[0]["ratio"]["flops"] > 1.0 > points[-1]["ratio"]["flops"]
+
+
+def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
+    assert "Data and pipelines are up to date" in dvc(project, "status")
+    set_params(project, {"search": {"flops": "6M"}})
+    status = dvc(project, "status")
+    for stage in ("extrapolate", "train@optimized", "train@uniform", "evaluate"):
+        assert f"{stage}:" in status, status
+    for stage in ("data:", "supernet:", "search:"):
+        assert stage not in status, status
+    log = dvc(project, "repro")
+    for stage in ("data", "supernet", "search"):
+        assert f"Stage '{stage}' didn't change, skipping" in log, log
+    assert "Running stage 'extrapolate'" in log
+    metrics = load(project, "stages/evaluate/metrics.json")
+    assert abs(metrics["optimized"]["flops"] / 6e6 - 1) <= 0.01
+    assert "Data and pipelines are up to date" in dvc(project, "status")

@@ -1,0 +1,92 @@
+"""Supernet training and greedy slimming on real Fashion-MNIST data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slimnet.bn import recalibrate
+from slimnet.search import CandidateEvaluator, greedy_slim
+from slimnet.supernet import evaluate_config
+from slimnet.train import accuracy
+from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, train_small_supernet
+
+pytestmark = needs_fashion_mnist
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fashion")
+    prepare_fashion_slice(root)
+    return train_small_supernet(root, root / "checkpoints")
+
+
+def test_max_config_beats_min_config_after_short_training(trained):
+    network, space, calib, evals, curves, _ = trained
+    max_acc, _ = evaluate_config(network, space.maximum, calib, evals)
+    min_acc, _ = evaluate_config(network, space.minimum, calib, evals)
+    assert max_acc > 60.0, curves  # it learned something: chance is 10%
+    assert max_acc > min_acc + 1.0, curves
+    # The training curves record the same ordering per epoch.
+    assert curves[-1]["max_acc"] > curves[-1]["min_acc"]
+
+
+def test_recalibrated_bn_beats_the_max_config_statistics(trained):
+    network, space, calib, evals, _, _ = trained
+    network.set_channels(space.maximum)
+    recalibrate(network, (x for x, _ in calib))
+    network.set_channels(space.minimum)  # keeps the max config's (sliced) statistics
+    stale_acc, _ = accuracy(network, evals)
+    recalibrate(network, (x for x, _ in calib))
+    fresh_acc, _ = accuracy(network, evals)
+    assert fresh_acc > stale_acc + 5.0, (fresh_acc, stale_acc)
+
+
+@pytest.mark.parametrize("bn", ["recalibrate", "online"])
+def test_cached_evaluator_scores_exactly_like_a_full_forward(trained, bn):
+    network, space, calib, evals, _, _ = trained
+    cached = CandidateEvaluator(network, space, calib, evals, bn=bn)
+    naive = CandidateEvaluator(network, space, calib, evals, bn=bn, cache_bytes=0)
+    base = space.maximum
+    assert cached.commit(base) == naive.commit(base)
+    assert len(cached.cache) > 0 and len(naive.cache) == 0
+    for unit in space.choices:
+        candidate = {**base, unit: space.smaller(base, unit)}
+        a, b = cached.score(candidate, unit), naive.score(candidate, unit)
+        assert a.accuracy == pytest.approx(b.accuracy, abs=0.2)  # at most one image flips on float noise
+        assert a.loss == pytest.approx(b.loss, rel=1e-4)
+
+
+def test_greedy_search_slims_the_useless_unit_first(trained):
+    network, space, calib, evals, _, _ = trained
+    state = {k: v.clone() for k, v in network.state_dict().items()}
+    useless, keep = "stage3.0.mid", space.choices["stage3.0.mid"][0]
+    conv2 = network.blocks[3].body[1][0]  # block stage3.0, its second conv reads the mid unit
+    assert conv2.unit == "stage3"
+    try:
+        with torch.no_grad():
+            conv2.weight[:, keep:] = 0  # every mid channel past the first group carries no signal
+        evaluator = CandidateEvaluator(network, space, calib, evals, bn="recalibrate")
+        steps = len(space.choices[useless]) - 1
+        trajectory = greedy_slim(evaluator, resolution=14, criterion="loss", max_steps=steps + 2)
+    finally:
+        network.load_state_dict(state)
+    assert [p["slimmed"] for p in trajectory[1 : steps + 1]] == [useless] * steps
+    assert trajectory[steps]["channels"][useless] == keep
+    assert trajectory[steps]["loss"] == pytest.approx(trajectory[0]["loss"], rel=1e-4)
+    # Flops fall at every step and each step records how many candidates it scored.
+    flops = [p["flops"] for p in trajectory]
+    assert all(a > b for a, b in zip(flops, flops[1:]))
+    assert trajectory[1]["evaluations"] == len(space.choices)
+
+
+def test_greedy_search_runs_to_the_floor_and_is_deterministic(trained):
+    network, space, calib, evals, _, _ = trained
+    runs = []
+    for _ in range(2):
+        evaluator = CandidateEvaluator(network, space, calib, evals, bn="online")
+        runs.append(greedy_slim(evaluator, resolution=14))
+    first, second = runs
+    assert [p["channels"] for p in first] == [p["channels"] for p in second]
+    assert first[-1]["channels"] == space.minimum  # no floor: every unit ends at its minimum
+    assert len(first) - 1 == sum(len(c) - 1 for c in space.choices.values())
