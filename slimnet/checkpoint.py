@@ -38,3 +38,17 @@ class Checkpoints:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def rng_state() -> dict:
+    """Global RNG state (dropout draws from it), so a resumed run continues the same stream."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -157,12 +157,24 @@ def _show(spec, as_json: bool) -> None:
 @arch_app.command("show")
 @user_errors
 def arch_show(
-    spec: Path = typer.Argument(..., help="An arch spec JSON file."), as_json: bool = typer.Option(False, "--json")
+    spec: Path = typer.Argument(..., help="An arch spec JSON file."),
+    as_json: bool = typer.Option(False, "--json"),
+    supernet: Optional[Path] = typer.Option(None, "--supernet", help="Also check the spec is a configuration of this supernet."),
 ) -> None:
     """Per-unit channels, FLOPs, params and memory of a spec."""
     from slimnet.arch import load_spec
 
-    _show(load_spec(spec), as_json)
+    loaded = load_spec(spec)
+    if supernet is not None:
+        from slimnet.supernet import check_config, load_supernet_file
+
+        _, reference, space = load_supernet_file(supernet)
+        if (loaded.arch, tuple(loaded.depth)) != (reference.arch, tuple(reference.depth)):
+            raise SlimnetError(
+                f"{spec} is {loaded.arch} at depth {list(loaded.depth)}, the supernet is {reference.arch} at depth {list(reference.depth)}"
+            )
+        check_config(space, loaded.channels)
+    _show(loaded, as_json)
 
 
 @arch_app.command("uniform")

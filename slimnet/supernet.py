@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from slimnet.arch import ArchSpec
 from slimnet.bn import recalibrate
-from slimnet.checkpoint import Checkpoints, fingerprint
+from slimnet.checkpoint import Checkpoints, fingerprint, restore_rng_state, rng_state
 from slimnet.errors import SlimnetError
 from slimnet.flops import flops as count_flops
 from slimnet.nn.network import Network
@@ -29,6 +29,14 @@ from slimnet.space import ChannelSpace
 def build_space(reference: ArchSpec, *, min_width: float, max_width: float, groups: int, divisor: int) -> ChannelSpace:
     """The supernet's configurations around the (projected) reference network."""
     return ChannelSpace.around(reference.blueprint(), min_width, max_width, groups, divisor)
+
+
+def check_config(space: ChannelSpace, config: dict[str, int]) -> dict[str, int]:
+    """A configuration the supernet can run: every unit present, each count one of its choices."""
+    problem = space.problems(config)
+    if problem is not None:
+        raise SlimnetError(f"not a configuration of this supernet: {problem}")
+    return config
 
 
 def build_supernet(space: ChannelSpace) -> Network:
@@ -128,6 +136,7 @@ def train_supernet(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         data_generator.set_state(state["data_generator"])
+        restore_rng_state(state["rng"])
         start_epoch, curves, train_flops, seconds = state["epoch"], state["curves"], state["train_flops"], state["seconds"]
         report.line(f"supernet: resuming after epoch {start_epoch}/{recipe.epochs}")
 
@@ -186,6 +195,7 @@ def train_supernet(
                 "generator": generator.get_state(),
                 "data_generator": data_generator.get_state(),
                 "epoch": epoch + 1,
+                "rng": rng_state(),
                 "curves": curves,
                 "train_flops": train_flops,
                 "seconds": seconds,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimnet.checkpoint import Checkpoints
+from slimnet.bn import recalibrate_plain
+from slimnet.checkpoint import Checkpoints, restore_rng_state, rng_state
 from slimnet.optim import Recipe, lr_factor, make_optimizer, set_lr
 from slimnet.progress import Reporter
+
+BN_IMAGES = 2048  # training images the BN statistics are re-estimated on after each epoch
 
 
 @torch.no_grad()
@@ -37,6 +41,7 @@ def train_network(
     device: torch.device,
     report: Reporter,
     name: str = "train",
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[nn.Module, list[dict], dict]:
     """SGD + nesterov with warm-up and linear/cosine decay, label smoothing, augmentation."""
     model = model.to(device, memory_format=torch.channels_last)
@@ -56,6 +61,7 @@ def train_network(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data_generator.set_state(state["data_generator"])
+        restore_rng_state(state["rng"])
         start_epoch, curves, seconds = state["epoch"], state["curves"], state["seconds"]
         report.line(f"{name}: resuming after epoch {start_epoch}/{recipe.epochs}")
     autocast = device.type == "cuda"
@@ -79,6 +85,11 @@ def train_network(
             optimizer.step()
             loss_sum += loss.detach()  # no host sync inside the step
             report.advance()
+        # A fixed random subset: image folders are stored class by class.
+        bn_batches = train_set.batches(
+            512, shuffle=True, augment=False, limit=BN_IMAGES, generator=torch.Generator().manual_seed(0)
+        )
+        recalibrate_plain(model, (x for x, _ in bn_batches))
         val_acc, val_loss = accuracy(model, val_set.batches(512, shuffle=False, augment=False))
         seconds += time.perf_counter() - started
         row = {
@@ -97,9 +108,12 @@ def train_network(
                 "optimizer": optimizer.state_dict(),
                 "data_generator": data_generator.get_state(),
                 "epoch": epoch + 1,
+                "rng": rng_state(),
                 "curves": curves,
                 "seconds": seconds,
             }
         )
+        if on_epoch is not None:
+            on_epoch(row)
     summary = {"val_acc": curves[-1]["val_acc"], "train_seconds": round(seconds, 2), "epochs": recipe.epochs}
     return model, curves, summary

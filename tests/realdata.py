@@ -41,7 +41,7 @@ def small_resnet_reference(resolution: int = 14):
     )
 
 
-def train_small_supernet(data_dir: Path, checkpoint_dir: Path, *, epochs: int = 3):
+def train_small_supernet(data_dir: Path, checkpoint_dir: Path, *, epochs: int = 3, on_epoch=None):
     """Sandwich-train the small ResNet supernet on the search split; returns what tests need."""
     train_set = load_split(data_dir / "search" / "train.pt")
     val_set = load_split(data_dir / "search" / "val.pt")
@@ -61,5 +61,6 @@ def train_small_supernet(data_dir: Path, checkpoint_dir: Path, *, epochs: int = 
         checkpoints=Checkpoints(checkpoint_dir, "small"),
         device=torch.device("cpu"),
         report=Reporter(None),
+        on_epoch=on_epoch,
     )
     return network, space, calib, evals, curves, summary

@@ -22,7 +22,7 @@ TINY = {
     "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
     "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
-    "train": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
+    "train": {"epochs": 3, "batch_size": 32, "warmup_epochs": 0.0},
     "evaluate": {"latency_runs": 3},
 }
 
@@ -107,15 +107,40 @@ def test_search_trajectory_is_target_independent_and_complete(project):
 def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
     assert "Data and pipelines are up to date" in dvc(project, "status")
     set_params(project, {"search": {"flops": "6M"}})
-    status = dvc(project, "status")
-    for stage in ("extrapolate", "train@optimized", "train@uniform", "evaluate"):
-        assert f"{stage}:" in status, status
+    status = dvc(project, "status")  # lists the stages whose own deps changed
+    assert "extrapolate:" in status and "search.flops" in status, status
     for stage in ("data:", "supernet:", "search:"):
         assert stage not in status, status
     log = dvc(project, "repro")
     for stage in ("data", "supernet", "search"):
         assert f"Stage '{stage}' didn't change, skipping" in log, log
-    assert "Running stage 'extrapolate'" in log
+    for stage in ("extrapolate", "train@optimized", "train@uniform", "evaluate"):
+        assert f"Running stage '{stage}'" in log, log
     metrics = load(project, "stages/evaluate/metrics.json")
     assert abs(metrics["optimized"]["flops"] / 6e6 - 1) <= 0.01
     assert "Data and pipelines are up to date" in dvc(project, "status")
+
+
+def test_arch_show_checks_a_spec_against_the_supernet(project, monkeypatch):
+    from typer.testing import CliRunner
+
+    from slimnet.arch import ArchSpec, save_spec
+    from slimnet.cli import app
+
+    monkeypatch.chdir(project)
+    trajectory = load(project, "stages/search/trajectory.json")
+    reference = ArchSpec.model_validate(trajectory["reference"])
+    point = reference.with_channels(trajectory["points"][5]["channels"])
+    save_spec(point, project / "point.json")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["arch", "show", "point.json", "--supernet", "stages/supernet/supernet.pt", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["flops"] == trajectory["points"][5]["flops"]
+
+    unit = next(iter(point.channels))
+    save_spec(point.with_channels({**point.channels, unit: point.channels[unit] + 1}), project / "bad.json")
+    bad = runner.invoke(app, ["arch", "show", "bad.json", "--supernet", "stages/supernet/supernet.pt"])
+    assert bad.exit_code == 2
+    assert f"unit {unit} has" in bad.stderr and "not one of its choices" in bad.stderr
+    full = runner.invoke(app, ["arch", "show", "stages/extrapolate/optimized.json", "--supernet", "stages/supernet/supernet.pt"])
+    assert full.exit_code == 2 and "depth" in full.stderr

@@ -60,20 +60,28 @@ def test_cached_evaluator_scores_exactly_like_a_full_forward(trained, bn):
 def test_greedy_search_slims_the_useless_unit_first(trained):
     network, space, calib, evals, _, _ = trained
     state = {k: v.clone() for k, v in network.state_dict().items()}
-    useless, keep = "stage3.0.mid", space.choices["stage3.0.mid"][0]
-    conv2 = network.blocks[3].body[1][0]  # block stage3.0, its second conv reads the mid unit
-    assert conv2.unit == "stage3"
+    useless, keep = "stage2.0.mid", space.choices["stage2.0.mid"][0]
+    conv2 = network.blocks[2].body[1][0]  # block stage2.0: its second conv reads the mid unit
+    assert conv2.unit == "stage2"
     try:
         with torch.no_grad():
             conv2.weight[:, keep:] = 0  # every mid channel past the first group carries no signal
-        evaluator = CandidateEvaluator(network, space, calib, evals, bn="recalibrate")
+        # Held-out labels = the max network's own predictions, so every informative channel counts:
+        # slimming any other unit flips some of them, slimming the useless one flips none.
+        reference = CandidateEvaluator(network, space, calib, evals, bn="recalibrate")
+        reference.commit(space.maximum)
+        with torch.no_grad():
+            own = [(x, network(x).argmax(-1)) for x, _ in evals]
+        evaluator = CandidateEvaluator(network, space, calib, own, bn="recalibrate")
         steps = len(space.choices[useless]) - 1
-        trajectory = greedy_slim(evaluator, resolution=14, criterion="loss", max_steps=steps + 2)
+        trajectory = greedy_slim(evaluator, resolution=14, criterion="accuracy", max_steps=steps + 2)
     finally:
         network.load_state_dict(state)
+    assert trajectory[0]["accuracy"] == 100.0
     assert [p["slimmed"] for p in trajectory[1 : steps + 1]] == [useless] * steps
     assert trajectory[steps]["channels"][useless] == keep
-    assert trajectory[steps]["loss"] == pytest.approx(trajectory[0]["loss"], rel=1e-4)
+    assert trajectory[steps]["accuracy"] == 100.0
+    assert trajectory[steps + 1]["accuracy"] < 100.0  # then the essential units start to cost
     # Flops fall at every step and each step records how many candidates it scored.
     flops = [p["flops"] for p in trajectory]
     assert all(a > b for a, b in zip(flops, flops[1:]))
