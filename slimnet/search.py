@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from slimnet.bn import recalibrate
 from slimnet.flops import cost
 from slimnet.nn.network import Network
 from slimnet.progress import Reporter
+from slimnet.scoring import top1_and_loss
 from slimnet.space import ChannelSpace
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -131,14 +131,7 @@ class CandidateEvaluator:
 
     @torch.no_grad()
     def _evaluate_features(self, features: list[torch.Tensor]) -> Score:
-        correct = total = 0
-        loss = 0.0
-        for x, (_, y) in zip(features, self.eval_batches):
-            logits = self.network.head(x).float()
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(-1) == y).sum())
-            total += len(y)
-        return Score(100.0 * correct / total, loss / total)
+        return Score(*top1_and_loss((self.network.head(x), y) for x, (_, y) in zip(features, self.eval_batches)))
 
 
 def drop(base: Score, candidate: Score, criterion: Literal["accuracy", "loss"]) -> float:

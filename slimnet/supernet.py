@@ -23,6 +23,7 @@ from slimnet.flops import flops as count_flops
 from slimnet.nn.network import Network
 from slimnet.optim import Recipe, lr_factor, make_optimizer, set_lr
 from slimnet.progress import Reporter
+from slimnet.scoring import accuracy
 from slimnet.space import ChannelSpace
 
 
@@ -90,14 +91,7 @@ def evaluate_config(
     """Top-1 accuracy (%) and mean loss of one sub-network with recalibrated BN."""
     network.set_channels(config)
     recalibrate(network, (x for x, _ in calib_batches))
-    correct = total = 0
-    loss = 0.0
-    for x, y in eval_batches:
-        logits = network(x).float()
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(-1) == y).sum())
-        total += len(y)
-    return 100.0 * correct / total, loss / total
+    return accuracy(network, eval_batches)
 
 
 def train_supernet(

@@ -13,22 +13,9 @@ from slimnet.bn import recalibrate_plain
 from slimnet.checkpoint import Checkpoints, restore_rng_state, rng_state
 from slimnet.optim import Recipe, lr_factor, make_optimizer, set_lr
 from slimnet.progress import Reporter
+from slimnet.scoring import accuracy
 
 BN_IMAGES = 2048  # training images the BN statistics are re-estimated on after each epoch
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, batches) -> tuple[float, float]:
-    """Top-1 (%) and mean cross-entropy over ``batches`` in eval mode."""
-    model.eval()
-    correct = total = 0
-    loss = 0.0
-    for x, y in batches:
-        logits = model(x).float()
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(-1) == y).sum())
-        total += len(y)
-    return 100.0 * correct / max(total, 1), loss / max(total, 1)
 
 
 def train_network(

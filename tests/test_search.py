@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from slimnet.bn import recalibrate
+from slimnet.scoring import accuracy
 from slimnet.search import CandidateEvaluator, greedy_slim
 from slimnet.supernet import evaluate_config
-from slimnet.train import accuracy
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, train_small_supernet
 
 pytestmark = needs_fashion_mnist

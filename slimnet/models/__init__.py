@@ -9,6 +9,7 @@ from slimnet.errors import SlimnetError
 from slimnet.models import mnasnet, mobilenet_v1, mobilenet_v2, resnet
 from slimnet.space import Blueprint
 
+MOBILE = {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}
 ARCHS = ("mobilenet_v1", "mobilenet_v2", "mnasnet", "resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -22,14 +23,13 @@ def default_depth(arch: str) -> tuple[int, ...]:
     check_arch(arch)
     if arch.startswith("resnet"):
         return resnet.LAYOUTS[arch][1]
-    return {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}[arch].DEFAULT_DEPTH
+    return MOBILE[arch].DEFAULT_DEPTH
 
 
 def depth_scalable(arch: str) -> tuple[bool, ...]:
+    """Which stages a depth multiplier changes (MobileNetV2's first and last stay at one block)."""
     check_arch(arch)
-    if arch.startswith("resnet"):
-        return resnet.DEPTH_SCALABLE
-    return {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}[arch].DEPTH_SCALABLE
+    return resnet.DEPTH_SCALABLE if arch.startswith("resnet") else MOBILE[arch].DEPTH_SCALABLE
 
 
 def scaled_depth(arch: str, multiplier: float) -> tuple[int, ...]:
@@ -61,4 +61,4 @@ def build_blueprint(
     args = dict(width=width, depth=depth, cifar=cifar, in_channels=in_channels, num_classes=num_classes, divisor=divisor)
     if arch.startswith("resnet"):
         return resnet.blueprint(arch, **args)
-    return {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}[arch].blueprint(**args)
+    return MOBILE[arch].blueprint(**args)

@@ -14,7 +14,7 @@ from slimnet.errors import SlimnetError
 from slimnet.measure import cpu_latency_ms
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import DATA, STAGES, VARIANTS, read_json, write_csv
-from slimnet.train import accuracy
+from slimnet.scoring import accuracy
 
 
 def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
