@@ -229,7 +229,7 @@ def uniform_baseline(
 ) -> tuple[ArchSpec, float]:
     """The default network under one width multiplier, costing ``target``; returns (spec, width)."""
 
-    def spec_at(width: float) -> ArchSpec:
+    def spec_at(width: float, step: int = divisor) -> ArchSpec:
         return uniform_spec(
             arch,
             width,
@@ -238,29 +238,35 @@ def uniform_baseline(
             in_channels=in_channels,
             cifar=cifar,
             depth=None if depth is None else tuple(depth),
-            divisor=divisor,
+            divisor=step,
         )
 
     reference = spec_at(1.0)
     units = set(reference.channels)
     blueprint = reference.blueprint()
 
-    def evaluate(width: float) -> int:
-        channels = spec_at(width).channels
-        if set(channels) != units:
-            # Very narrow ResNets couple units the full one keeps apart; treat as "too small".
-            return -1
-        return getattr(cost(blueprint, channels, resolution), metric)
+    # The architecture's own width multiplier (e.g. MobileNetV2 keeps its 1280-channel last conv
+    # below 1.0x); a finer channel divisor only where the coarse one cannot land within tolerance.
+    for step in _divisors(divisor):
 
-    # Halve from 1.0 until the cost is below the target, but not past the narrowest width
-    # whose units still match the full network's.
-    low = 1.0
-    while low > K_LOW and evaluate(low) > target and evaluate(low / 2) >= 0:
-        low /= 2
-    width, reached = _closest(evaluate, _bracket(evaluate, target, low, K_HIGH), target)
-    if _within(reached, target, tolerance):
-        return spec_at(width), width
-    # Fall back to per-unit rounding at a finer divisor around the width-1.0 channels.
+        def evaluate(width: float, step: int = step) -> int:
+            channels = spec_at(width, step).channels
+            if set(channels) != units:
+                # Very narrow ResNets couple units the full one keeps apart; treat as "too small".
+                return -1
+            return getattr(cost(blueprint, channels, resolution), metric)
+
+        # Halve from 1.0 until the cost is below the target, but not past the narrowest width
+        # whose units still match the full network's.
+        low = 1.0
+        while low > K_LOW and evaluate(low) > target and evaluate(low / 2) >= 0:
+            low /= 2
+        width, reached = _closest(evaluate, _bracket(evaluate, target, low, K_HIGH), target)
+        if _within(reached, target, tolerance):
+            spec = spec_at(width, step)
+            note = f"uniform {width:.4g}x" + ("" if step == divisor else f" (channels in multiples of {step})")
+            return spec.model_copy(update={"note": note}), width
+    # Last resort: per-unit rounding of the width-1.0 channels.
     ones = {u: 1.0 for u in reference.channels}
     spec, k = match_cost(reference, ones, dict(reference.channels), target, metric, divisor, tolerance)
     return spec.model_copy(update={"note": f"uniform {k:.4g}x (per-unit rounding)"}), k
