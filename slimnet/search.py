@@ -91,11 +91,14 @@ class CandidateEvaluator:
 
     @torch.no_grad()
     def _evaluate(self, inputs: list[torch.Tensor], start: int) -> Score:
-        self.network.train(self.online)  # online: batch statistics, running ones untouched
+        # Online: the blocks normalize with batch statistics (running ones untouched); the head
+        # runs in eval mode, so dropout never makes a score random.
+        self.network.train(self.online)
         try:
-            return self._evaluate_features([self.network.features(x, start) for x in inputs])
+            features = [self.network.features(x, start) for x in inputs]
         finally:
             self.network.eval()
+        return self._evaluate_features(features)
 
     @torch.no_grad()
     def _forward_capturing(self, chosen: set[int]) -> dict[int, list[torch.Tensor]]:

@@ -98,3 +98,26 @@ def test_greedy_search_runs_to_the_floor_and_is_deterministic(trained):
     assert [p["channels"] for p in first] == [p["channels"] for p in second]
     assert first[-1]["channels"] == space.minimum  # no floor: every unit ends at its minimum
     assert len(first) - 1 == sum(len(c) - 1 for c in space.choices.values())
+
+
+def test_online_scores_are_not_random_where_the_network_has_dropout():
+    from slimnet.arch import uniform_spec
+    from slimnet.supernet import build_space, build_supernet
+
+    reference = uniform_spec(
+        "mobilenet_v2", 0.25, resolution=16, num_classes=10, in_channels=1, cifar=True, depth=(1, 1, 1, 1, 1, 1, 1), divisor=2
+    )
+    space = build_space(reference, min_width=0.25, max_width=1.0, groups=4, divisor=2)
+    torch.manual_seed(0)
+    network = build_supernet(space).to(memory_format=torch.channels_last)
+    assert network.blueprint.dropout > 0
+    images = torch.randn(64, 1, 16, 16).contiguous(memory_format=torch.channels_last)
+    batches = [(images, torch.randint(0, 10, (64,)))]
+    cached = CandidateEvaluator(network, space, [], batches, bn="online")
+    naive = CandidateEvaluator(network, space, [], batches, bn="online", cache_bytes=0)
+    assert cached.commit(space.maximum) == naive.commit(space.maximum)
+    for unit in ("stem", "stage3", "last"):
+        candidate = {**space.maximum, unit: space.smaller(space.maximum, unit)}
+        first = cached.score(candidate, unit)
+        assert cached.score(candidate, unit) == first
+        assert naive.score(candidate, unit).loss == pytest.approx(first.loss, rel=1e-5)
