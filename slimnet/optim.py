@@ -59,3 +59,11 @@ class Recipe:
     def scaled_lr(self) -> float:
         """Linear scaling from the papers' batch of 256."""
         return self.lr * self.batch_size / 256
+
+
+def schedule_steps(recipe: Recipe, train_images: int) -> tuple[int, int, int]:
+    """Steps per epoch, total steps and warm-up steps of one training run (full batches only)."""
+    steps_per_epoch = train_images // recipe.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"the training split has {train_images} images, fewer than one batch of {recipe.batch_size}")
+    return steps_per_epoch, steps_per_epoch * recipe.epochs, int(recipe.warmup_epochs * steps_per_epoch)

@@ -21,7 +21,7 @@ from slimnet.checkpoint import Checkpoints, fingerprint, restore_rng_state, rng_
 from slimnet.errors import SlimnetError
 from slimnet.flops import flops as count_flops
 from slimnet.nn.network import Network
-from slimnet.optim import Recipe, lr_factor, make_optimizer, set_lr
+from slimnet.optim import Recipe, lr_factor, make_optimizer, schedule_steps, set_lr
 from slimnet.progress import Reporter
 from slimnet.scoring import accuracy
 from slimnet.space import ChannelSpace
@@ -116,11 +116,7 @@ def train_supernet(
     )
     generator = torch.Generator().manual_seed(recipe.seed)
     data_generator = torch.Generator(device="cpu").manual_seed(recipe.seed + 1)
-    steps_per_epoch = len(train_set) // recipe.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"the training split has {len(train_set)} images, fewer than one batch of {recipe.batch_size}")
-    total_steps = steps_per_epoch * recipe.epochs
-    warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
+    steps_per_epoch, total_steps, warmup_steps = schedule_steps(recipe, len(train_set))
     curves: list[dict] = []
     start_epoch, train_flops, seconds = 0, 0, 0.0
 

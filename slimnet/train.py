@@ -11,7 +11,7 @@ from torch import nn
 
 from slimnet.bn import recalibrate_plain
 from slimnet.checkpoint import Checkpoints, restore_rng_state, rng_state
-from slimnet.optim import Recipe, lr_factor, make_optimizer, set_lr
+from slimnet.optim import Recipe, lr_factor, make_optimizer, schedule_steps, set_lr
 from slimnet.progress import Reporter
 from slimnet.scoring import accuracy
 
@@ -36,11 +36,7 @@ def train_network(
         model, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
     )
     data_generator = torch.Generator().manual_seed(recipe.seed)
-    steps_per_epoch = len(train_set) // recipe.batch_size
-    if steps_per_epoch < 1:
-        raise ValueError(f"the training split has {len(train_set)} images, fewer than one batch of {recipe.batch_size}")
-    total_steps = steps_per_epoch * recipe.epochs
-    warmup_steps = int(recipe.warmup_epochs * steps_per_epoch)
+    steps_per_epoch, total_steps, warmup_steps = schedule_steps(recipe, len(train_set))
     curves: list[dict] = []
     start_epoch, seconds = 0, 0.0
     state = checkpoints.load()
