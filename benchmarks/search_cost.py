@@ -58,12 +58,12 @@ def main() -> None:
     results = {}
     for name, cache_bytes in (("cached", 2**31), ("naive", 0)):
         evaluator = CandidateEvaluator(network, space, calib, evals, cache_bytes=cache_bytes, bn=args.bn)
-        greedy_slim(evaluator, resolution=args.resolution, max_steps=1)  # warm-up
+        greedy_slim(evaluator, reference=reference, max_steps=1)  # warm-up
         evaluator.evaluations = 0
         if device.type == "cuda":
             torch.cuda.synchronize()
         started = time.perf_counter()
-        trajectory = greedy_slim(evaluator, resolution=args.resolution, max_steps=args.steps)
+        trajectory = greedy_slim(evaluator, reference=reference, max_steps=args.steps)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started

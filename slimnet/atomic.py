@@ -36,4 +36,11 @@ def write_text(path: Path, text: str) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
-    _atomic(path, lambda p: torch.save(obj, p))
+    """torch.save through an open file: given a path, torch names the archive's top folder after
+    the (random) temporary file, so identical content would get new bytes on every run."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    _atomic(path, write)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,14 @@ class Checkpoints:
             return None
         try:
             return torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception:  # a corrupt checkpoint is restarted from scratch, not fatal
+        except Exception as error:  # noqa: BLE001 -- torch.load fails in many ways on a bad file
+            # Not fatal (the run restarts), but never silent: the user loses the epochs it held.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            print(
+                f"warning: checkpoint {self.path} is unreadable ({reason}); discarded, training restarts from epoch 0",
+                file=sys.stderr,
+            )
+            self.clear()
             return None
 
     def save(self, state: dict) -> None:

@@ -122,7 +122,12 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
     for variant in ("optimized", "uniform"):
         m = metrics[variant]
         table.add_row(
-            variant, f"{m['top1']:.2f}", f"{m['flops']:,}", f"{m['params']:,}", f"{m['memory_mb']:.2f}", f"{m['latency_ms']:.2f}"
+            variant,
+            f"{m['top1']:.2f}",
+            f"{m['flops']:,}",
+            f"{m['params']:,}",
+            f"{m['memory_mb']:.2f}",
+            f"{metrics['latency'][variant]['latency_ms']:.2f}",
         )
     out.print(table)
     out.print(f"gain of optimized over uniform: {metrics['gain_top1']:+.2f} top-1 points")

@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from slimnet.errors import SlimnetError
 from slimnet.models import ARCHS
+from slimnet.optim import Recipe
 from slimnet.validation import first_problem
 
 SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -68,26 +69,9 @@ class TransferParams(Section):
     data_fraction: Fraction = 1.0
 
 
-class OptimParams(Section):
-    epochs: PositiveInt = 1
-    batch_size: PositiveInt = 128
-    lr: Annotated[float, Field(gt=0)] = 0.1
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    nesterov: bool = True
-    weight_decay: Annotated[float, Field(ge=0)] = 4e-5
-    schedule: Literal["linear", "cosine"] = "cosine"
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
-    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    seed: int = 0
+class SupernetParams(Recipe):
+    """The training recipe plus the supernet's width range and sampling."""
 
-    @model_validator(mode="after")
-    def _warmup_within_training(self) -> "OptimParams":
-        if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})")
-        return self
-
-
-class SupernetParams(OptimParams):
     min_width: Annotated[float, Field(gt=0)] = 0.15
     max_width: Annotated[float, Field(gt=0)] = 1.5
     groups: Annotated[int, Field(ge=2)] = 10
@@ -126,8 +110,8 @@ class ExtrapolateParams(Section):
     tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
 
 
-class TrainParams(OptimParams):
-    pass
+class TrainParams(Recipe):
+    """The from-scratch recipe, shared by every trained variant."""
 
 
 class EvaluateParams(Section):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
+
+from slimnet.errors import SlimnetError
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -41,29 +44,44 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: the same fields as params.yaml's supernet/train sections."""
+class Recipe(BaseModel):
+    """How to train: SGD with warm-up and decay. params.yaml's `train` section is one, and its
+    `supernet` section extends one, so the two never drift apart."""
 
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: Annotated[int, Field(gt=0)] = 1
+    batch_size: Annotated[int, Field(gt=0)] = 128
+    lr: Annotated[float, Field(gt=0)] = 0.1
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = True
-    weight_decay: float = 4e-5
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.1
+    weight_decay: Annotated[float, Field(ge=0)] = 4e-5
+    schedule: Literal["linear", "cosine"] = "cosine"
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _warmup_within_training(self) -> "Recipe":
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})")
+        return self
 
     def scaled_lr(self) -> float:
         """Linear scaling from the papers' batch of 256."""
         return self.lr * self.batch_size / 256
+
+    def recipe_fields(self) -> dict:
+        """The recipe alone (a subclass's extra fields left out): what a checkpoint is keyed on."""
+        return {name: getattr(self, name) for name in Recipe.model_fields}
 
 
 def schedule_steps(recipe: Recipe, train_images: int) -> tuple[int, int, int]:
     """Steps per epoch, total steps and warm-up steps of one training run (full batches only)."""
     steps_per_epoch = train_images // recipe.batch_size
     if steps_per_epoch < 1:
-        raise ValueError(f"the training split has {train_images} images, fewer than one batch of {recipe.batch_size}")
+        raise SlimnetError(
+            f"the training split has {train_images} images, fewer than one batch of {recipe.batch_size}: "
+            "lower the batch size or use more data"
+        )
     return steps_per_epoch, steps_per_epoch * recipe.epochs, int(recipe.warmup_epochs * steps_per_epoch)

@@ -9,13 +9,17 @@ forward pass cover only what the candidate changes. No model copies.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
+from slimnet import atomic
+from slimnet.arch import ArchSpec
 from slimnet.bn import recalibrate
+from slimnet.errors import SlimnetError
 from slimnet.flops import cost
 from slimnet.nn.network import Network
 from slimnet.progress import Reporter
@@ -23,6 +27,53 @@ from slimnet.scoring import top1_and_loss
 from slimnet.space import ChannelSpace
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class CostRatio(BaseModel):
+    """A configuration's cost relative to the uniform network the supernet was built around."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    flops: float
+    params: float
+
+
+class TrajectoryPoint(BaseModel):
+    """One greedy step: the configuration it committed, its cost and its held-out score."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    step: int
+    slimmed: str | None  # the unit shrunk at this step (None for the starting point)
+    flops: int
+    params: int
+    memory: int
+    accuracy: float  # top-1 % on the search's held-out images
+    loss: float
+    evaluations: int  # candidates scored to choose this step
+    ratio: CostRatio
+    channels: dict[str, int]
+
+
+class Trajectory(BaseModel):
+    """The whole greedy path of a search, largest configuration first, and its reference network."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reference: ArchSpec
+    points: list[TrajectoryPoint]
+
+    def save(self, path: Path) -> None:
+        atomic.write_text(path, self.model_dump_json(indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Trajectory":
+        path = Path(path)
+        if not path.is_file():
+            raise SlimnetError(f"{path} not found: run `dvc repro search` first")
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValueError as error:
+            raise SlimnetError(
+                f"{path} is not a slimnet trajectory ({str(error).splitlines()[0]}): re-run the search stage"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -144,23 +195,44 @@ def drop(base: Score, candidate: Score, criterion: Literal["accuracy", "loss"]) 
 def greedy_slim(
     evaluator: CandidateEvaluator,
     *,
-    resolution: int,
+    reference: ArchSpec,
     criterion: Literal["accuracy", "loss"] = "accuracy",
     per_flop: bool = False,
     floor_flops: int = 0,
     report: Reporter | None = None,
     max_steps: int | None = None,
-) -> list[dict]:
+) -> list[TrajectoryPoint]:
     """The whole greedy trajectory, from the largest configuration to the floor.
+
+    ``reference`` is the uniform network the supernet was built around: it sets the input
+    resolution and the denominator of every point's cost ratio.
 
     The candidate with the smallest drop (optionally per FLOP saved) wins; ties go to the
     larger FLOPs saving, then to the earlier unit, so the same inputs give the same path.
     """
     space = evaluator.space
     blueprint = space.blueprint
+    resolution = reference.resolution
+    reference_cost = reference.cost()
     config = space.maximum
     base = evaluator.commit(config)
-    trajectory = [_point(0, None, config, base, blueprint, resolution, 0, 0.0)]
+
+    def point(step: int, unit: str | None, config: dict[str, int], base: Score, evaluations: int) -> TrajectoryPoint:
+        c = cost(blueprint, config, resolution)
+        return TrajectoryPoint(
+            step=step,
+            slimmed=unit,
+            flops=c.flops,
+            params=c.params,
+            memory=c.memory,
+            accuracy=round(base.accuracy, 4),
+            loss=round(base.loss, 6),
+            evaluations=evaluations,
+            ratio=CostRatio(flops=c.flops / reference_cost.flops, params=c.params / reference_cost.params),
+            channels=dict(config),
+        )
+
+    trajectory = [point(0, None, config, base, 0)]
     units = list(space.choices)
     total_steps = sum(len(c) - 1 for c in space.choices.values())
     if report is not None:
@@ -168,7 +240,6 @@ def greedy_slim(
     current_flops = cost(blueprint, config, resolution).flops
     step = 0
     while current_flops > floor_flops and (max_steps is None or step < max_steps):
-        started = time.perf_counter()
         best = None
         evaluations = 0
         for order, unit in enumerate(units):
@@ -191,23 +262,7 @@ def greedy_slim(
         _, unit, config, _ = best
         base = evaluator.commit(config)
         current_flops = cost(blueprint, config, resolution).flops
-        trajectory.append(_point(step, unit, config, base, blueprint, resolution, evaluations, time.perf_counter() - started))
+        trajectory.append(point(step, unit, config, base, evaluations))
         if report is not None:
             report.advance()
     return trajectory
-
-
-def _point(step, unit, config, score: Score, blueprint, resolution, evaluations, seconds) -> dict:
-    c = cost(blueprint, config, resolution)
-    return {
-        "step": step,
-        "slimmed": unit,
-        "flops": c.flops,
-        "params": c.params,
-        "memory": c.memory,
-        "accuracy": round(score.accuracy, 4),
-        "loss": round(score.loss, 6),
-        "evaluations": evaluations,
-        "seconds": round(seconds, 4),
-        "channels": dict(config),
-    }

@@ -8,7 +8,6 @@ steps once.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -210,7 +209,7 @@ def supernet_key(reference: ArchSpec, space: ChannelSpace, recipe: Recipe, sampl
         {
             "reference": reference.model_dump(mode="json"),
             "choices": space.choices,
-            "recipe": asdict(recipe),
+            "recipe": recipe.recipe_fields(),
             "samples": samples,
             "train": train_size,
         }

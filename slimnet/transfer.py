@@ -16,6 +16,7 @@ from slimnet.arch import ArchSpec, uniform_spec
 from slimnet.errors import SlimnetError
 from slimnet.flops import cost
 from slimnet.models import build_blueprint
+from slimnet.search import TrajectoryPoint
 from slimnet.space import Blueprint
 
 Metric = Literal["flops", "params"]
@@ -275,44 +276,48 @@ def uniform_baseline(
 # --- trajectory --------------------------------------------------------------------------
 
 
-def ratio_range(trajectory: list[dict], metric: Metric = "flops") -> tuple[float, float]:
+class OutOfRange(SlimnetError):
+    """A target outside what the search covered; the message gives the range that is possible."""
+
+
+def ratio_range(trajectory: Sequence[TrajectoryPoint], metric: Metric = "flops") -> tuple[float, float]:
     """(smallest, largest) cost ratio the trajectory covers."""
     if not trajectory:
         raise SlimnetError("the search trajectory is empty: re-run the search stage")
-    return trajectory[-1]["ratio"][metric], trajectory[0]["ratio"][metric]
+    return getattr(trajectory[-1].ratio, metric), getattr(trajectory[0].ratio, metric)
 
 
-def select_point(trajectory: list[dict], *, target_ratio: float, metric: Metric = "flops") -> dict:
+def select_point(trajectory: Sequence[TrajectoryPoint], *, target_ratio: float, metric: Metric = "flops") -> TrajectoryPoint:
     """The first (largest) trajectory point whose cost ratio is at most ``target_ratio``."""
     low, high = ratio_range(trajectory, metric)
     if not low <= target_ratio <= high:
         side = "above the largest" if target_ratio > high else "below the smallest"
-        raise SlimnetError(
+        raise OutOfRange(
             f"target {metric} ratio {target_ratio:.4g} is {side} the search covered: "
             f"choose a ratio between {low:.4g} and {high:.4g} of the uniform 1.0x network"
         )
-    return next(p for p in trajectory if p["ratio"][metric] <= target_ratio)
+    return next(p for p in trajectory if getattr(p.ratio, metric) <= target_ratio)
 
 
 def _same_network(a: ArchSpec, b: ArchSpec) -> bool:
     return tuple(a.depth) == tuple(b.depth) and a.resolution == b.resolution and a.channels == b.channels
 
 
-def _check_target_range(trajectory: list[dict], metric: Metric, target: int, full_cost: int) -> None:
+def _check_target_range(trajectory: Sequence[TrajectoryPoint], metric: Metric, target: int, full_cost: int) -> None:
     """Out-of-range targets are reported in the full network's absolute numbers."""
     low, high = ratio_range(trajectory, metric)
     target_ratio = target / full_cost
     if low <= target_ratio <= high:
         return
     side = "above" if target_ratio > high else "below"
-    raise SlimnetError(
-        f"search.{metric}={format_size(target)} is {side} what the search covered: choose between "
+    raise OutOfRange(
+        f"{format_size(target)} {metric} is {side} what the search covered: choose between "
         f"{format_size(low * full_cost, 'up')} and {format_size(high * full_cost, 'down')}"
     )
 
 
 def extrapolate(
-    trajectory: list[dict],
+    trajectory: Sequence[TrajectoryPoint],
     *,
     projected_uniform: ArchSpec,
     full_uniform: ArchSpec,
@@ -324,26 +329,24 @@ def extrapolate(
 ) -> dict:
     """The trajectory point for the target, carried to the full network, and its uniform baseline.
 
-    The target is flops when given, else params. Without projection (same depth, resolution
-    and channels) the selected point is used as it is: plain AutoSlim.
+    The target is flops when given, else params (at least one is given). Without projection
+    (same depth, resolution and channels) the selected point is used as it is: plain AutoSlim.
     """
-    if target_flops is None and target_params is None:
-        raise SlimnetError("set a target: search.flops (e.g. 200M) and/or search.params")
     metric: Metric = "flops" if target_flops is not None else "params"
     target = int(target_flops if target_flops is not None else target_params)
     full_cost = getattr(full_uniform.cost(), metric)
     _check_target_range(trajectory, metric, target, full_cost)
     target_ratio = target / full_cost
     point = select_point(trajectory, target_ratio=target_ratio, metric=metric)
-    selected = projected_uniform.with_channels(point["channels"])
+    selected = projected_uniform.with_channels(point.channels)
     if _same_network(projected_uniform, full_uniform):
-        optimized = full_uniform.with_channels(point["channels"], note=f"AutoSlim step {point['step']}")
+        optimized = full_uniform.with_channels(point.channels, note=f"AutoSlim step {point.step}")
         k = 1.0
     else:
         multipliers = width_multipliers(selected, projected_uniform)
         stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)  # type: ignore[arg-type]
         optimized, k = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance)
-        optimized = optimized.model_copy(update={"note": f"AutoSlim step {point['step']}, width transfer k={k:.4g} ({stacking})"})
+        optimized = optimized.model_copy(update={"note": f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking})"})
     # The baseline costs what the optimized network does, so the comparison is like for like.
     uniform, width = uniform_baseline(
         full_uniform.arch,
@@ -360,7 +363,7 @@ def extrapolate(
     return {
         "optimized": optimized,
         "uniform": uniform,
-        "selected_step": point["step"],
+        "selected_step": point.step,
         "multiplier": k,
         "uniform_width": width,
         "target": {"metric": metric, "value": target, "ratio": target_ratio, "flops": target_flops, "params": target_params},

@@ -9,7 +9,7 @@ from slimnet.bn import recalibrate
 from slimnet.scoring import accuracy
 from slimnet.search import CandidateEvaluator, greedy_slim
 from slimnet.supernet import evaluate_config
-from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, train_small_supernet
+from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference, train_small_supernet
 
 pytestmark = needs_fashion_mnist
 
@@ -74,18 +74,18 @@ def test_greedy_search_slims_the_useless_unit_first(trained):
             own = [(x, network(x).argmax(-1)) for x, _ in evals]
         evaluator = CandidateEvaluator(network, space, calib, own, bn="recalibrate")
         steps = len(space.choices[useless]) - 1
-        trajectory = greedy_slim(evaluator, resolution=14, criterion="accuracy", max_steps=steps + 2)
+        trajectory = greedy_slim(evaluator, reference=small_resnet_reference(14), criterion="accuracy", max_steps=steps + 2)
     finally:
         network.load_state_dict(state)
-    assert trajectory[0]["accuracy"] == 100.0
-    assert [p["slimmed"] for p in trajectory[1 : steps + 1]] == [useless] * steps
-    assert trajectory[steps]["channels"][useless] == keep
-    assert trajectory[steps]["accuracy"] == 100.0
-    assert trajectory[steps + 1]["accuracy"] < 100.0  # then the essential units start to cost
+    assert trajectory[0].accuracy == 100.0
+    assert [p.slimmed for p in trajectory[1 : steps + 1]] == [useless] * steps
+    assert trajectory[steps].channels[useless] == keep
+    assert trajectory[steps].accuracy == 100.0
+    assert trajectory[steps + 1].accuracy < 100.0  # then the essential units start to cost
     # Flops fall at every step and each step records how many candidates it scored.
-    flops = [p["flops"] for p in trajectory]
+    flops = [p.flops for p in trajectory]
     assert all(a > b for a, b in zip(flops, flops[1:]))
-    assert trajectory[1]["evaluations"] == len(space.choices)
+    assert trajectory[1].evaluations == len(space.choices)
 
 
 def test_greedy_search_runs_to_the_floor_and_is_deterministic(trained):
@@ -93,10 +93,10 @@ def test_greedy_search_runs_to_the_floor_and_is_deterministic(trained):
     runs = []
     for _ in range(2):
         evaluator = CandidateEvaluator(network, space, calib, evals, bn="online")
-        runs.append(greedy_slim(evaluator, resolution=14))
+        runs.append(greedy_slim(evaluator, reference=small_resnet_reference(14)))
     first, second = runs
-    assert [p["channels"] for p in first] == [p["channels"] for p in second]
-    assert first[-1]["channels"] == space.minimum  # no floor: every unit ends at its minimum
+    assert [p.channels for p in first] == [p.channels for p in second]
+    assert first[-1].channels == space.minimum  # no floor: every unit ends at its minimum
     assert len(first) - 1 == sum(len(c) - 1 for c in space.choices.values())
 
 

@@ -3,6 +3,7 @@ import pytest
 from slimnet.arch import ArchSpec, uniform_spec
 from slimnet.errors import SlimnetError
 from slimnet.models import ARCHS, build_blueprint, scaled_depth
+from slimnet.search import CostRatio, TrajectoryPoint
 from slimnet.transfer import (
     channels_per_layer,
     extrapolate,
@@ -205,8 +206,23 @@ def test_uniform_baseline_far_below_narrowest_rounded_width():
 # --- trajectory ---
 
 
-def ratio_point(step: int, ratio: float) -> dict:
-    return {"step": step, "channels": {}, "flops": 0, "params": 0, "score": 0.0, "ratio": {"flops": ratio, "params": ratio / 2}}
+def trajectory_point(step: int, channels: dict[str, int], flops: int, params: int, ratio: CostRatio) -> TrajectoryPoint:
+    return TrajectoryPoint(
+        step=step,
+        slimmed=None,
+        flops=flops,
+        params=params,
+        memory=0,
+        accuracy=0.0,
+        loss=0.0,
+        evaluations=0,
+        ratio=ratio,
+        channels=channels,
+    )
+
+
+def ratio_point(step: int, ratio: float) -> TrajectoryPoint:
+    return trajectory_point(step, {}, 0, 0, CostRatio(flops=ratio, params=ratio / 2))
 
 
 TRAJECTORY = [ratio_point(i, r) for i, r in enumerate([1.5, 1.2, 1.0, 0.8, 0.5])]
@@ -214,11 +230,11 @@ TRAJECTORY = [ratio_point(i, r) for i, r in enumerate([1.5, 1.2, 1.0, 0.8, 0.5])
 
 @pytest.mark.parametrize("target, step", [(1.5, 0), (1.3, 1), (1.2, 1), (1.1, 2), (0.6, 4), (0.5, 4)])
 def test_select_point(target, step):
-    assert select_point(TRAJECTORY, target_ratio=target)["step"] == step
+    assert select_point(TRAJECTORY, target_ratio=target).step == step
 
 
 def test_select_point_by_params():
-    assert select_point(TRAJECTORY, target_ratio=0.45, metric="params")["step"] == 3
+    assert select_point(TRAJECTORY, target_ratio=0.45, metric="params").step == 3
 
 
 @pytest.mark.parametrize("target, side", [(1.6, "above"), (0.4, "below")])
@@ -227,7 +243,7 @@ def test_select_point_out_of_range(target, side):
         select_point(TRAJECTORY, target_ratio=target)
 
 
-def uniform_trajectory(projected: ArchSpec, width: float, widths: list[float]) -> list[dict]:
+def uniform_trajectory(projected: ArchSpec, width: float, widths: list[float]) -> list[TrajectoryPoint]:
     """A synthetic greedy trajectory: uniform networks around the projected one (at ``width``), widest first."""
     base = projected.cost()
     points = []
@@ -240,16 +256,8 @@ def uniform_trajectory(projected: ArchSpec, width: float, widths: list[float]) -
             depth=projected.depth,
         )
         c = spec.cost()
-        points.append(
-            {
-                "step": step,
-                "channels": dict(spec.channels),
-                "flops": c.flops,
-                "params": c.params,
-                "score": 0.0,
-                "ratio": {"flops": c.flops / base.flops, "params": c.params / base.params},
-            }
-        )
+        ratio = CostRatio(flops=c.flops / base.flops, params=c.params / base.params)
+        points.append(trajectory_point(step, dict(spec.channels), c.flops, c.params, ratio))
     return points
 
 
@@ -270,9 +278,9 @@ def test_extrapolate_without_projection_uses_selected_channels():
         divisor=8,
         tolerance=0.01,
     )
-    expected = next(p for p in points if p["flops"] <= target)
-    assert result["selected_step"] == expected["step"]
-    assert result["optimized"].channels == expected["channels"]
+    expected = next(p for p in points if p.flops <= target)
+    assert result["selected_step"] == expected.step
+    assert result["optimized"].channels == expected.channels
     assert result["multiplier"] == 1.0
     assert relative_error(result["uniform"].cost().flops, result["optimized"].cost().flops) <= 0.01
 
@@ -300,7 +308,7 @@ def test_extrapolate_with_projection_hits_target(stacking):
     assert relative_error(uniform.cost().flops, optimized.cost().flops) <= 0.01
     assert uniform.depth == full.depth
     assert result["target"]["metric"] == "flops" and result["target"]["value"] == target
-    assert points[result["selected_step"]]["ratio"]["flops"] <= 0.6
+    assert points[result["selected_step"]].ratio.flops <= 0.6
 
 
 def test_extrapolate_params_target():
@@ -341,26 +349,11 @@ def test_extrapolate_out_of_range_gives_absolute_range(fraction, side):
             tolerance=0.01,
         )
     message = str(error.value)
-    low = format_size(points[-1]["ratio"]["flops"] * full_flops, "up")
-    high = format_size(points[0]["ratio"]["flops"] * full_flops, "down")
-    assert f"search.flops={format_size(target)} is {side} what the search covered" in message
+    low = format_size(points[-1].ratio.flops * full_flops, "up")
+    high = format_size(points[0].ratio.flops * full_flops, "down")
+    assert f"{format_size(target)} flops is {side} what the search covered" in message
     assert f"choose between {low} and {high}" in message
     assert "\n" not in message
-
-
-def test_extrapolate_needs_a_target():
-    full = small_uniform("resnet18")
-    with pytest.raises(SlimnetError, match="set a target"):
-        extrapolate(
-            [],
-            projected_uniform=full,
-            full_uniform=full,
-            target_flops=None,
-            target_params=None,
-            stacking="last",
-            divisor=8,
-            tolerance=0.01,
-        )
 
 
 # --- per-layer channels ---

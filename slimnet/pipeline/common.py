@@ -11,15 +11,15 @@ import torch
 
 from slimnet import atomic
 from slimnet.arch import ArchSpec, uniform_spec
-from slimnet.config import ModelParams, OptimParams, SupernetParams, TransferParams
+from slimnet.config import ModelParams, SupernetParams, TransferParams
 from slimnet.errors import SlimnetError
 from slimnet.models import scaled_depth
-from slimnet.optim import Recipe
 
 DATA = Path("data")
 STAGES = Path("stages")
 CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
 VARIANTS = ("optimized", "uniform")
+TIMINGS = "timings.json"  # untracked, see write_timings
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -44,9 +44,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     atomic.write_text(path, buffer.getvalue())
 
 
-def recipe_of(params: OptimParams) -> Recipe:
-    fields = Recipe.__dataclass_fields__
-    return Recipe(**{k: v for k, v in params.model_dump().items() if k in fields})
+def write_timings(stage_dir: Path, timings: dict) -> None:
+    """Wall-clock figures of a run, beside (never inside) the stage's DVC outputs: they differ on
+    every run, and a tracked file that changes bytes would make DVC rerun what depends on it."""
+    atomic.write_json(stage_dir / TIMINGS, timings)
 
 
 def full_uniform(model: ModelParams, meta: dict) -> ArchSpec:

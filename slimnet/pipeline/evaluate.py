@@ -13,8 +13,9 @@ from slimnet.data import load_split
 from slimnet.errors import SlimnetError
 from slimnet.measure import cpu_latency_ms
 from slimnet.nn.network import Network
-from slimnet.pipeline.common import DATA, STAGES, VARIANTS, read_json, write_csv
+from slimnet.pipeline.common import DATA, STAGES, VARIANTS, read_json, write_csv, write_timings
 from slimnet.scoring import accuracy
+from slimnet.search import Trajectory
 
 
 def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
@@ -27,41 +28,37 @@ def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
     return model.to(device, memory_format=torch.channels_last).eval(), spec
 
 
-def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, trajectory: dict, full: ArchSpec) -> dict:
-    """What the search cost, and an estimate of the same search without projection.
+def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, projected: ArchSpec, full: ArchSpec) -> dict:
+    """What the search cost in multiply-accumulates, and an estimate of the same search without projection.
 
     A direct search trains the supernet on the full problem: its FLOPs scale with the
     network's FLOPs (width, depth, resolution) and the number of training images; greedy
     slimming scales with the network's FLOPs and with the square of its unit count (steps x
-    candidates per step).
+    candidates per step). Counts, not seconds, so the estimate is the same on every machine.
     """
-    projected = ArchSpec.model_validate(trajectory["reference"])
     flops_ratio = full.cost().flops / projected.cost().flops
     data_ratio = meta["counts"]["full/train"] / meta["counts"]["search/train"]
     units_ratio = len(full.channels) / len(projected.channels)
-    supernet_seconds = supernet_metrics["train_seconds"]
-    search_seconds = search_metrics["seconds"]
-    direct_supernet_flops = supernet_metrics["train_flops"] * flops_ratio * data_ratio
-    direct_seconds = supernet_seconds * flops_ratio * data_ratio + search_seconds * flops_ratio * units_ratio**2
-    actual_seconds = supernet_seconds + search_seconds
+    supernet_flops = supernet_metrics["train_flops"]
+    search_flops = search_metrics["search_flops"]
+    direct = supernet_flops * flops_ratio * data_ratio + search_flops * flops_ratio * units_ratio**2
     return {
-        "supernet_train_flops": supernet_metrics["train_flops"],
-        "supernet_seconds": supernet_seconds,
-        "search_seconds": search_seconds,
+        "supernet_train_flops": supernet_flops,
+        "search_flops": search_flops,
         "search_evaluations": search_metrics["evaluations"],
-        "direct_supernet_train_flops_est": int(direct_supernet_flops),
-        "direct_seconds_est": round(direct_seconds, 1),
-        "saving_x": round(direct_seconds / max(actual_seconds, 1e-9), 2),
+        "direct_flops_est": int(direct),
+        "saving_x": round(direct / max(supernet_flops + search_flops, 1), 2),
     }
 
 
 def run_evaluate(evaluate: EvaluateParams, *, device: torch.device, out_dir: Path = STAGES / "evaluate") -> dict:
     meta = read_json(DATA / "meta.json", "data")
-    trajectory = read_json(STAGES / "search" / "trajectory.json", "search")
+    trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     supernet_metrics = read_json(STAGES / "supernet" / "metrics.json", "supernet")
     search_metrics = read_json(STAGES / "search" / "metrics.json", "search")
     test_set = load_split(DATA / "full" / "test.pt", device)
     metrics: dict = {}
+    latency: dict = {}
     for variant in VARIANTS:
         model, spec = load_trained(STAGES / "train" / variant / "model.pt", device)
         top1, loss = accuracy(model, test_set.batches(evaluate.batch_size, shuffle=False, augment=False))
@@ -72,21 +69,25 @@ def run_evaluate(evaluate: EvaluateParams, *, device: torch.device, out_dir: Pat
             "flops": c.flops,
             "params": c.params,
             "memory_mb": round(c.memory / 2**20, 3),
-            "latency_ms": round(cpu_latency_ms(model, spec.in_channels, spec.resolution, runs=evaluate.latency_runs), 3),
+        }
+        latency[variant] = {
+            "latency_ms": round(cpu_latency_ms(model, spec.in_channels, spec.resolution, runs=evaluate.latency_runs), 3)
         }
     metrics["gain_top1"] = round(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], 3)
     full = load_spec(STAGES / "extrapolate" / "reference.json")
-    metrics["search_cost"] = search_cost(meta, supernet_metrics, search_metrics, trajectory, full)
+    metrics["search_cost"] = search_cost(meta, supernet_metrics, search_metrics, trajectory.reference, full)
     atomic.write_json(out_dir / "metrics.json", metrics)
+    # Measured latency differs on every run: kept beside the DVC outputs, not in them.
+    write_timings(out_dir, latency)
     # Search points on the full network's FLOPs scale (same cost ratio), beside the trained nets.
     rows = [
         {
-            "flops": int(p["ratio"]["flops"] * full.cost().flops),
-            "accuracy": p["accuracy"],
+            "flops": int(p.ratio.flops * full.cost().flops),
+            "accuracy": p.accuracy,
             "series": "search (held-out, projected)",
         }
-        for p in trajectory["points"]
+        for p in trajectory.points
     ]
     rows += [{"flops": metrics[v]["flops"], "accuracy": metrics[v]["top1"], "series": f"{v} (test)"} for v in VARIANTS]
     write_csv(out_dir / "accuracy_vs_flops.csv", rows)
-    return metrics
+    return {**metrics, "latency": latency}

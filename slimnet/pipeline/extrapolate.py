@@ -5,28 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimnet import atomic, transfer
-from slimnet.arch import ArchSpec, save_spec
+from slimnet.arch import save_spec
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams
+from slimnet.errors import SlimnetError
 from slimnet.pipeline.common import DATA, STAGES, full_uniform, read_json, write_csv
+from slimnet.search import Trajectory
 
 
 def run_extrapolate(
     model: ModelParams, search: SearchParams, extrapolate: ExtrapolateParams, out_dir: Path = STAGES / "extrapolate"
 ) -> dict:
     meta = read_json(DATA / "meta.json", "data")
-    trajectory = read_json(STAGES / "search" / "trajectory.json", "search")
-    projected = ArchSpec.model_validate(trajectory["reference"])
+    trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     full = full_uniform(model, meta)
-    result = transfer.extrapolate(
-        trajectory["points"],
-        projected_uniform=projected,
-        full_uniform=full,
-        target_flops=search.flops,
-        target_params=search.params,
-        stacking=extrapolate.stacking,
-        divisor=model.divisor,
-        tolerance=extrapolate.tolerance,
-    )
+    try:
+        result = transfer.extrapolate(
+            trajectory.points,
+            projected_uniform=trajectory.reference,
+            full_uniform=full,
+            target_flops=search.flops,
+            target_params=search.params,
+            stacking=extrapolate.stacking,
+            divisor=model.divisor,
+            tolerance=extrapolate.tolerance,
+        )
+    except transfer.OutOfRange as error:
+        key = "search.flops" if search.flops is not None else "search.params"
+        raise SlimnetError(f"{key}: {error}") from None
     optimized, uniform = result["optimized"], result["uniform"]
     rows = []
     for opt_row, uni_row in zip(transfer.channels_per_layer(optimized), transfer.channels_per_layer(uniform)):

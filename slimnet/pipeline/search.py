@@ -11,9 +11,9 @@ from slimnet import atomic
 from slimnet.config import SearchParams
 from slimnet.data import fixed_batches, load_split
 from slimnet.flops import cost
-from slimnet.pipeline.common import DATA, STAGES, write_csv
+from slimnet.pipeline.common import DATA, STAGES, write_csv, write_timings
 from slimnet.progress import reporter
-from slimnet.search import CandidateEvaluator, greedy_slim
+from slimnet.search import CandidateEvaluator, Trajectory, greedy_slim
 from slimnet.supernet import load_supernet_file
 
 
@@ -24,34 +24,35 @@ def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = ST
     calib = fixed_batches(calib_set, search.calib_images, search.batch_size, search.seed)
     evals = fixed_batches(val_set, search.eval_images, search.batch_size, search.seed + 1)
     evaluator = CandidateEvaluator(network, space, calib, evals, bn=search.bn)
-    reference_cost = reference.cost()
     max_flops = cost(space.blueprint, space.maximum, reference.resolution).flops
     started = time.perf_counter()
     with reporter() as report:
         points = greedy_slim(
             evaluator,
-            resolution=reference.resolution,
+            reference=reference,
             criterion=search.criterion,
             per_flop=search.per_flop,
             floor_flops=int(search.floor * max_flops),
             report=report,
         )
     seconds = time.perf_counter() - started
-    for point in points:
-        point["ratio"] = {"flops": point["flops"] / reference_cost.flops, "params": point["params"] / reference_cost.params}
-    atomic.write_json(out_dir / "trajectory.json", {"reference": reference.model_dump(mode="json"), "points": points})
+    Trajectory(reference=reference, points=points).save(out_dir / "trajectory.json")
     write_csv(
         out_dir / "trajectory.csv",
-        [{"step": p["step"], "flops": p["flops"], "accuracy": p["accuracy"], "loss": p["loss"]} for p in points],
+        [{"step": p.step, "flops": p.flops, "accuracy": p.accuracy, "loss": p.loss} for p in points],
     )
     steps = len(points) - 1
+    eval_images = sum(len(y) for _, y in evals)
     metrics = {
         "steps": steps,
         "evaluations": evaluator.evaluations,
-        "seconds": round(seconds, 2),
-        "seconds_per_step": round(seconds / max(steps, 1), 4),
-        "max_accuracy": points[0]["accuracy"],
-        "floor_accuracy": points[-1]["accuracy"],
+        "eval_images": eval_images,
+        # Each candidate is one forward of the held-out images through the configuration it
+        # scores (an upper bound: the prefix cache skips the blocks a candidate leaves alone).
+        "search_flops": sum(p.evaluations * prev.flops * eval_images for prev, p in zip(points, points[1:])),
+        "max_accuracy": points[0].accuracy,
+        "floor_accuracy": points[-1].accuracy,
     }
     atomic.write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    write_timings(out_dir, {"seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(steps, 1), 4)})
+    return {**metrics, "seconds": round(seconds, 2)}

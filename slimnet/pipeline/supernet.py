@@ -10,7 +10,7 @@ from slimnet import atomic
 from slimnet.checkpoint import Checkpoints
 from slimnet.config import ModelParams, SupernetParams, TransferParams
 from slimnet.data import fixed_batches, load_split
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, projected_uniform, read_json, recipe_of, write_csv
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, projected_uniform, read_json, write_csv, write_timings
 from slimnet.progress import reporter
 from slimnet.supernet import build_space, save_supernet_file, supernet_key, train_supernet
 
@@ -30,7 +30,7 @@ def run_supernet(
     space = build_space(
         reference, min_width=supernet.min_width, max_width=supernet.max_width, groups=supernet.groups, divisor=supernet.divisor
     )
-    recipe = recipe_of(supernet)
+    recipe = supernet
     calib = fixed_batches(train_set, supernet.eval_images, 512, recipe.seed)
     evals = fixed_batches(val_set, supernet.eval_images, 512, recipe.seed)
     checkpoints = Checkpoints(CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set)))
@@ -49,7 +49,9 @@ def run_supernet(
         )
     save_supernet_file(out_dir / "supernet.pt", network, reference, space)
     write_csv(out_dir / "curves.csv", curves)
+    timings = {"train_seconds": summary.pop("train_seconds")}
     summary = {**summary, "units": len(space.choices), "train_images": len(train_set)}
     atomic.write_json(out_dir / "metrics.json", summary)
+    write_timings(out_dir, timings)
     checkpoints.clear()
-    return summary
+    return {**summary, **timings}

@@ -9,25 +9,24 @@ import torch
 from slimnet import atomic
 from slimnet.arch import load_spec
 from slimnet.checkpoint import Checkpoints, fingerprint
-from slimnet.config import OptimParams
 from slimnet.data import load_split
 from slimnet.errors import SlimnetError
 from slimnet.nn.network import Network
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, recipe_of, write_csv
+from slimnet.optim import Recipe
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
 from slimnet.progress import reporter
 from slimnet.train import train_network
 
 
-def run_train(variant: str, train: OptimParams, *, device: torch.device, out_dir: Path = STAGES / "train") -> dict:
+def run_train(variant: str, recipe: Recipe, *, device: torch.device, out_dir: Path = STAGES / "train") -> dict:
     if variant not in VARIANTS:
         raise SlimnetError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     spec = load_spec(STAGES / "extrapolate" / f"{variant}.json")
     train_set = load_split(DATA / "full" / "train.pt", device)
     val_set = load_split(DATA / "full" / "val.pt", device)
-    recipe = recipe_of(train)
     torch.manual_seed(recipe.seed)  # same initialization stream for every variant
     model = Network(spec.blueprint())
-    key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.__dict__, "train": len(train_set)})
+    key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
     checkpoints = Checkpoints(CHECKPOINTS / "train" / variant, key)
     with reporter() as report:
         model, curves, summary = train_network(
@@ -38,6 +37,8 @@ def run_train(variant: str, train: OptimParams, *, device: torch.device, out_dir
         target / "model.pt", {"spec": spec.model_dump(mode="json"), "model": {k: v.cpu() for k, v in model.state_dict().items()}}
     )
     write_csv(target / "curves.csv", curves)
+    timings = {"train_seconds": summary.pop("train_seconds")}
     atomic.write_json(target / "metrics.json", summary)
+    write_timings(target, timings)
     checkpoints.clear()
-    return summary
+    return {**summary, **timings}
