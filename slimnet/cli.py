@@ -1,6 +1,7 @@
-"""`python -m slimnet ...`: one command per pipeline stage, plus `arch` tools.
+"""`python -m slimnet ...`: one command per pipeline stage (the `arch` tools live in arch_cli.py).
 
-Commands are thin: validate params.yaml, call the library, print a short summary. Any
+Every DVC stage runs this module, so it holds the stage commands alone: code here is a
+dependency of every stage. Commands are thin: validate params.yaml, call the library, print a short summary. Any
 user-facing problem is one line on stderr and exit code 2, with nothing written.
 """
 
@@ -10,7 +11,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import typer
 from rich.console import Console
@@ -19,8 +20,6 @@ from rich.table import Table
 from slimnet.errors import SlimnetError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Channel numbers under a budget: AutoSlim + width transfer.")
-arch_app = typer.Typer(no_args_is_help=True, help="Inspect, create and import architecture specs.")
-app.add_typer(arch_app, name="arch")
 out = Console()
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file (DVC's params.yaml).")
@@ -133,99 +132,10 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
     out.print(f"gain of optimized over uniform: {metrics['gain_top1']:+.2f} top-1 points")
 
 
-# --------------------------------------------------------------------------- arch tools
-
-
-def _show(spec, as_json: bool) -> None:
-    c = spec.cost()
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "arch": spec.arch,
-                    "resolution": spec.resolution,
-                    "flops": c.flops,
-                    "params": c.params,
-                    "memory": c.memory,
-                    "channels": spec.channels,
-                }
-            )
-        )
-        return
-    table = Table("unit", "channels", title=f"{spec.arch} at {spec.resolution}px ({spec.note or 'spec'})")
-    for unit, channels in spec.channels.items():
-        table.add_row(unit, str(channels))
-    out.print(table)
-    out.print(f"FLOPs {c.flops:,}  params {c.params:,}  memory {c.memory / 2**20:.2f} MB")
-
-
-@arch_app.command("show")
-@user_errors
-def arch_show(
-    spec: Path = typer.Argument(..., help="An arch spec JSON file."),
-    as_json: bool = typer.Option(False, "--json"),
-    supernet: Optional[Path] = typer.Option(None, "--supernet", help="Also check the spec is a configuration of this supernet."),
-) -> None:
-    """Per-unit channels, FLOPs, params and memory of a spec."""
-    from slimnet.arch import load_spec
-
-    loaded = load_spec(spec)
-    if supernet is not None:
-        from slimnet.supernet import check_config, load_supernet_file
-
-        _, reference, space = load_supernet_file(supernet)
-        if (loaded.arch, tuple(loaded.depth)) != (reference.arch, tuple(reference.depth)):
-            raise SlimnetError(
-                f"{spec} is {loaded.arch} at depth {list(loaded.depth)}, the supernet is {reference.arch} at depth {list(reference.depth)}"
-            )
-        check_config(space, loaded.channels)
-    _show(loaded, as_json)
-
-
-@arch_app.command("uniform")
-@user_errors
-def arch_uniform(
-    arch: str = typer.Option(..., "--arch"),
-    width: float = typer.Option(1.0, "--width"),
-    cifar: bool = typer.Option(False, "--cifar", help="Small-input variant: 32 px, 10 classes by default."),
-    resolution: Optional[int] = typer.Option(None, "--resolution"),
-    classes: Optional[int] = typer.Option(None, "--classes"),
-    in_channels: int = typer.Option(3, "--in-channels"),
-    out_path: Path = typer.Option(..., "--out"),
-) -> None:
-    """Write the spec of the default network at one width multiplier."""
-    from slimnet.arch import save_spec, uniform_spec
-    from slimnet.models import check_arch
-
-    check_arch(arch)
-    resolution = resolution or (32 if cifar else 224)
-    classes = classes or (10 if cifar else 1000)
-    if resolution < 1 or classes < 1 or in_channels < 1:
-        raise SlimnetError("--resolution, --classes and --in-channels must be positive")
-    spec = uniform_spec(arch, width, resolution=resolution, num_classes=classes, in_channels=in_channels, cifar=cifar)
-    save_spec(spec, out_path)
-    _show(spec, as_json=False)
-
-
-@arch_app.command("import-autoslim")
-@user_errors
-def arch_import(
-    arch: str = typer.Option(..., "--arch"),
-    channels: str = typer.Option(..., "--channels", help='The release\'s flat list, e.g. "8,8,96,...".'),
-    resolution: int = typer.Option(224, "--resolution"),
-    cifar: bool = typer.Option(False, "--cifar"),
-    out_path: Path = typer.Option(..., "--out"),
-) -> None:
-    """Import a published AutoSlim channel list into a spec."""
-    from slimnet.arch import save_spec
-    from slimnet.models import check_arch
-    from slimnet.published import import_autoslim, parse_channel_list
-
-    check_arch(arch)
-    spec = import_autoslim(arch, parse_channel_list(channels), resolution=resolution, cifar=cifar)
-    save_spec(spec, out_path)
-    _show(spec, as_json=False)
-
-
 def main() -> None:
+    """Entry point: the stage commands, plus the arch tools when the command line asks for them."""
+    if sys.argv[1:2] in ([], ["arch"], ["--help"], ["-h"]):
+        from slimnet.arch_cli import with_arch_tools
+
+        with_arch_tools(app)
     app()

@@ -7,7 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from slimnet.cli import app
+from slimnet.arch_cli import with_arch_tools
+from slimnet.cli import app as stage_app
+
+app = with_arch_tools(stage_app)
 
 runner = CliRunner()
 

@@ -128,7 +128,10 @@ def test_arch_show_checks_a_spec_against_the_supernet(project, monkeypatch):
     from typer.testing import CliRunner
 
     from slimnet.arch import ArchSpec, save_spec
-    from slimnet.cli import app
+    from slimnet.arch_cli import with_arch_tools
+    from slimnet.cli import app as stage_app
+
+    app = with_arch_tools(stage_app)
 
     monkeypatch.chdir(project)
     trajectory = load(project, "stages/search/trajectory.json")

@@ -1,4 +1,5 @@
-"""Shared by the pipeline stages: paths, device choice, small file helpers."""
+"""Shared by every pipeline stage: paths, device choice, small file helpers (nothing about networks,
+so the data stages do not depend on the model code)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.arch import ArchSpec, uniform_spec
-from slimnet.config import ModelParams, SupernetParams, TransferParams
 from slimnet.errors import SlimnetError
-from slimnet.models import scaled_depth
 
 DATA = Path("data")
 STAGES = Path("stages")
@@ -48,30 +46,3 @@ def write_timings(stage_dir: Path, timings: dict) -> None:
     """Wall-clock figures of a run, beside (never inside) the stage's DVC outputs: they differ on
     every run, and a tracked file that changes bytes would make DVC rerun what depends on it."""
     atomic.write_json(stage_dir / TIMINGS, timings)
-
-
-def full_uniform(model: ModelParams, meta: dict) -> ArchSpec:
-    """The default network at ``model.width``: the 1.0x reference of every cost ratio."""
-    return uniform_spec(
-        model.arch,
-        model.width,
-        resolution=meta["resolution"],
-        num_classes=meta["num_classes"],
-        in_channels=meta["in_channels"],
-        cifar=model.cifar,
-        divisor=model.divisor,
-    )
-
-
-def projected_uniform(model: ModelParams, transfer_params: TransferParams, supernet: SupernetParams, meta: dict) -> ArchSpec:
-    """The narrower, shallower, lower-resolution network the supernet is built around."""
-    return uniform_spec(
-        model.arch,
-        model.width * transfer_params.width,
-        resolution=meta["search_resolution"],
-        num_classes=meta["num_classes"],
-        in_channels=meta["in_channels"],
-        cifar=model.cifar,
-        depth=scaled_depth(model.arch, transfer_params.depth),
-        divisor=supernet.divisor,
-    )

@@ -8,7 +8,8 @@ from slimnet import atomic, transfer
 from slimnet.arch import save_spec
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams
 from slimnet.errors import SlimnetError
-from slimnet.pipeline.common import DATA, STAGES, full_uniform, read_json, write_csv
+from slimnet.pipeline.common import DATA, STAGES, read_json, write_csv
+from slimnet.pipeline.specs import full_uniform
 from slimnet.search import Trajectory
 
 

@@ -10,7 +10,8 @@ from slimnet import atomic
 from slimnet.checkpoint import Checkpoints
 from slimnet.config import ModelParams, SupernetParams, TransferParams
 from slimnet.data import fixed_batches, load_split
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, projected_uniform, read_json, write_csv, write_timings
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
+from slimnet.pipeline.specs import projected_uniform
 from slimnet.progress import reporter
 from slimnet.supernet import build_space, save_supernet_file, supernet_key, train_supernet
 
