@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # channels and whose stage 2 (the stage-3 shortcut's input, at 8 px) starts at 4: every input
 # width the bug needs, under batch 128 and sandwich steps. ``route`` False disables the fix.
 SCRIPT = """
-import json, math, sys
+import json, sys
 import torch
 from slimnet.nn import safe_conv
 from slimnet.nn.network import Network
@@ -51,14 +51,15 @@ while len(losses) < 2 or (stems != set(range(2, 8)) and len(losses) < 10):
     stems.update(c["stem"] for c in configs)
 assert stems == set(range(2, 8)), stems
 
+# Silent corruption (several threads): conv weight gradients against oneDNN switched off, with
+# BN in eval mode (batch statistics make small gradients cancel down to float32 noise).
+probe = torch.randn(128, 10)
+
 def conv_grads(model):
     model.zero_grad(set_to_none=True)
     (model(images) * probe).sum().backward()
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None and p.dim() == 4}
 
-# Silent corruption (several threads): conv weight gradients against oneDNN switched off, with
-# BN in eval mode (batch statistics make small gradients cancel down to float32 noise).
-probe = torch.randn(128, 10)
 worst = 0.0
 for config in (space.minimum, space.sample(generator)):
     network.set_channels(config)
