@@ -121,6 +121,7 @@ def test_pointwise_conv_equals_conv2d(stride, size, channels_last):
         torch.testing.assert_close(got, ref)
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # from mkldnn.flags on a CPU-only build
 def test_route_only_where_the_bug_is():
     x = torch.randn(2, 4, 8, 8).contiguous(memory_format=torch.channels_last)
     weight = torch.randn(16, 4, 1, 1, requires_grad=True)
