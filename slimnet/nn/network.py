@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from slimnet.nn.safe_conv import Conv2d
 from slimnet.nn.slimmable import SlimBatchNorm2d, SlimConv2d, SlimLinear
 from slimnet.space import Block, Blueprint, Conv
 
@@ -29,7 +30,7 @@ class LayerFactory:
         cin, cout = self.channels[in_unit], self.channels[out_unit]
         if self.slimmable:
             return SlimConv2d(cin, cout, kernel, stride, depthwise, out_unit, self.active)
-        return nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=cin if depthwise else 1, bias=False)
+        return Conv2d(cin, cout, kernel, stride, kernel // 2, groups=cin if depthwise else 1, bias=False)
 
     def bn(self, unit: str) -> nn.Module:
         return (SlimBatchNorm2d if self.slimmable else nn.BatchNorm2d)(self.channels[unit])

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimnet.nn.safe_conv import conv2d
+
 
 class SlimConv2d(nn.Conv2d):
     def __init__(
@@ -25,7 +27,7 @@ class SlimConv2d(nn.Conv2d):
         if self.depthwise:
             return F.conv2d(x, self.weight[:cin], None, self.stride, self.padding, 1, cin)
         cout = self.active[self.unit]
-        return F.conv2d(x, self.weight[:cout, :cin], None, self.stride, self.padding)
+        return conv2d(x, self.weight[:cout, :cin], None, self.stride, self.padding)
 
 
 class SlimBatchNorm2d(nn.BatchNorm2d):
