@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
     summary = write_image_folder(
         args.out, train=args.train, val=args.val, classes=args.classes, corrupt=args.corrupt, seed=args.seed, source=args.source
     )
-    print(f"wrote {summary['train']} + {summary['val']} images to {args.out}" + (f", corrupt: {summary['corrupt']}" if summary["corrupt"] else ""))
+    print(
+        f"wrote {summary['train']} + {summary['val']} images to {args.out}"
+        + (f", corrupt: {summary['corrupt']}" if summary["corrupt"] else "")
+    )
 
 
 if __name__ == "__main__":
