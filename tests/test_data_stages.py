@@ -51,10 +51,11 @@ def cli(project: Path, monkeypatch, *args: str):
 
 
 def error_line(stderr: str) -> str:
+    """The one error line, last on stderr (progress lines may come before it)."""
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], stderr
+    return errors[0]
 
 
 def scan_bytes(project: Path, monkeypatch) -> bytes:

@@ -65,8 +65,8 @@ def find_invalid(
 
     A pool of `workers` processes (default: one per CPU) decodes chunks of files; a few hundred
     files are checked in this process. Processes, not threads: PIL releases the GIL inside the
-    decoder but parses headers and drives the decoder in Python, so threads stop scaling after a
-    few cores. `kind="thread"` is there for benchmarks/check_images.py, which measures both.
+    decoder but parses headers and drives the decoder in Python, so threads do not help with small
+    images (benchmarks/check_images.py measures both; `kind="thread"` is there for it).
     """
     root_text = str(root)
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
