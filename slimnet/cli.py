@@ -55,12 +55,37 @@ def _print_summary(title: str, summary: dict) -> None:
 
 @app.command()
 @user_errors
+def scan(params: Path = PARAMS) -> None:
+    """Fingerprint data.root into data/source.json (cheap: no image is read); data reruns when it changes."""
+    from slimnet.pipeline.scan import run_scan
+
+    p = _load(params)
+    _print_summary("scan", run_scan(p.data))
+
+
+@app.command()
+@user_errors
 def data(params: Path = PARAMS) -> None:
-    """Prepare the full train/val/test splits and the projected search split under data/."""
+    """Prepare the full train/val/test splits under data/full (image folders: every image is decoded once)."""
     from slimnet.pipeline.data import run_data
 
     p = _load(params)
-    _print_summary("data", run_data(p.data, p.transfer))
+    summary = run_data(p.data)
+    _print_summary("data", summary)
+    skipped = summary.get("skipped")
+    if skipped:
+        images = "image" if skipped == 1 else "images"
+        out.print(f"left out {skipped} {images} that cannot be decoded (data.skip_invalid: true); see data/meta.json")
+
+
+@app.command()
+@user_errors
+def project(params: Path = PARAMS) -> None:
+    """Write the projected search splits under data/search (transfer.resolution, transfer.data_fraction)."""
+    from slimnet.pipeline.project import run_project
+
+    p = _load(params)
+    _print_summary("project", run_project(p.transfer))
 
 
 @app.command()

@@ -10,11 +10,20 @@ from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from slimnet.archs import ARCHS
 from slimnet.errors import SlimnetError
-from slimnet.models import ARCHS
-from slimnet.optim import Recipe
+from slimnet.recipe import Recipe
 from slimnet.validation import first_problem
 
 SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -51,8 +60,16 @@ class DataParams(Section):
     root: str = "data/raw"
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
     fraction: Fraction = 1.0
-    resolution: Optional[PositiveInt] = None
+    resolution: Optional[PositiveInt] = Field(None, validate_default=True)
     seed: int = 0
+    skip_invalid: bool = False  # image folders: leave out images that do not decode instead of stopping
+
+    @field_validator("resolution")
+    @classmethod
+    def _folder_has_resolution(cls, value: Optional[int], info: ValidationInfo) -> Optional[int]:
+        if value is None and info.data.get("source") == "imagefolder":
+            raise ValueError("required for source imagefolder (its images have no common size); set e.g. 224")
+        return value
 
 
 class ModelParams(Section):

@@ -20,8 +20,9 @@ from slimnet.checkpoint import Checkpoints, fingerprint, restore_rng_state, rng_
 from slimnet.errors import SlimnetError
 from slimnet.flops import flops as count_flops
 from slimnet.nn.network import Network
-from slimnet.optim import Recipe, lr_factor, make_optimizer, schedule_steps, set_lr
+from slimnet.optim import lr_factor, make_optimizer, schedule_steps, set_lr
 from slimnet.progress import Reporter
+from slimnet.recipe import Recipe
 from slimnet.scoring import accuracy
 from slimnet.space import ChannelSpace
 

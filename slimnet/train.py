@@ -11,8 +11,9 @@ from torch import nn
 
 from slimnet.bn import recalibrate_plain
 from slimnet.checkpoint import Checkpoints, restore_rng_state, rng_state
-from slimnet.optim import Recipe, lr_factor, make_optimizer, schedule_steps, set_lr
+from slimnet.optim import lr_factor, make_optimizer, schedule_steps, set_lr
 from slimnet.progress import Reporter
+from slimnet.recipe import Recipe
 from slimnet.scoring import accuracy
 
 BN_IMAGES = 2048  # training images the BN statistics are re-estimated on after each epoch

@@ -9,9 +9,12 @@ import torch
 
 from slimnet.arch import uniform_spec
 from slimnet.checkpoint import Checkpoints
-from slimnet.data import DEBIAN_FASHION_MNIST, fixed_batches, load_split, prepare_data
-from slimnet.optim import Recipe
+from slimnet.data import fixed_batches, load_split
+from slimnet.datasets.prepare import prepare_full
+from slimnet.datasets.project import project_search
+from slimnet.datasets.sources import DEBIAN_FASHION_MNIST
 from slimnet.progress import Reporter
+from slimnet.recipe import Recipe
 from slimnet.supernet import build_space, train_supernet
 
 needs_fashion_mnist = pytest.mark.skipif(
@@ -20,17 +23,8 @@ needs_fashion_mnist = pytest.mark.skipif(
 
 
 def prepare_fashion_slice(out_dir: Path, *, fraction: float = 0.1, search_resolution: int = 14) -> Path:
-    prepare_data(
-        "fashion-mnist",
-        out_dir / "raw",
-        out_dir,
-        val_fraction=0.1,
-        resolution=None,
-        search_resolution=search_resolution,
-        search_fraction=1.0,
-        seed=0,
-        fraction=fraction,
-    )
+    prepare_full("fashion-mnist", out_dir / "raw", out_dir, val_fraction=0.1, resolution=None, seed=0, fraction=fraction)
+    project_search(out_dir, resolution=search_resolution, fraction=1.0)
     return out_dir
 
 

@@ -82,7 +82,7 @@ def test_bad_arch_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, ar
         ("search:\n  flops: null\n", "search"),
     ],
 )
-@pytest.mark.parametrize("command", ["data", "supernet", "search", "extrapolate", "evaluate"])
+@pytest.mark.parametrize("command", ["scan", "data", "project", "supernet", "search", "extrapolate", "evaluate"])
 def test_bad_params_fail_before_any_work(tmp_path, monkeypatch, params, key, command):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(params)

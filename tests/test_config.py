@@ -134,3 +134,37 @@ def test_missing_file(tmp_path):
 def test_not_yaml_or_not_a_mapping(tmp_path):
     assert "not valid YAML" in load_error(tmp_path, "search: [\n  flops: 2\n")
     assert "mapping" in load_error(tmp_path, "- search\n- model\n")
+
+
+@pytest.mark.parametrize(
+    "data, key, shown",
+    [
+        ("source: imagefolder", "data.resolution", "required for source imagefolder"),
+        ("source: imagenet", "data.source", "imagenet"),
+        ("val_fraction: 1.0", "data.val_fraction", "1.0"),
+        ("fraction: 0", "data.fraction", "0"),
+        ("fraction: .nan", "data.fraction", "nan"),
+        ("resolution: 0", "data.resolution", "0"),
+        ("skip_invalid: maybe", "data.skip_invalid", "maybe"),
+        ("seed: 1.5", "data.seed", "1.5"),
+    ],
+)
+def test_data_params_are_checked_here_once(tmp_path, data, key, shown):
+    # The library (slimnet.datasets) takes these as typed values and does not check them again.
+    message = load_error(tmp_path, f"data:\n  {data}\n")
+    assert message.startswith(f"{tmp_path / 'params.yaml'}: {key}: ") and shown in message
+
+
+@pytest.mark.parametrize(
+    "text", ["transfer:\n  data_fraction: 0\n", "transfer:\n  data_fraction: 1.5\n", "transfer:\n  resolution: -4\n"]
+)
+def test_projection_params_are_checked_here_once(tmp_path, text):
+    assert "transfer." in load_error(tmp_path, text)
+
+
+def test_image_folder_params(tmp_path):
+    params = load_params(
+        write(tmp_path, "data:\n  source: imagefolder\n  root: /data/imagenet\n  resolution: 224\n  skip_invalid: true\n")
+    )
+    assert params.data.resolution == 224 and params.data.skip_invalid is True
+    assert load_params(write(tmp_path, "data:\n  source: cifar10\n")).data.skip_invalid is False

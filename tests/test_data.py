@@ -1,17 +1,24 @@
+"""Preparing splits (slimnet.datasets) and loading them (slimnet.data), on Fashion-MNIST and on
+small image folders written by benchmarks/make_image_folder.py."""
+
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from slimnet import data
-from slimnet.data import fixed_batches, load_split, prepare_data
+from benchmarks.make_image_folder import write_image_folder
+from slimnet.data import fixed_batches, load_split
+from slimnet.datasets import check, sources
+from slimnet.datasets.check import check_image, find_invalid
+from slimnet.datasets.prepare import IMAGENET_MEAN, InvalidImages, prepare_full
+from slimnet.datasets.project import project_search
 from slimnet.errors import SlimnetError
 
-HAVE_FASHION_MNIST = data._idx_files(data.DEBIAN_FASHION_MNIST) is not None
+HAVE_FASHION_MNIST = sources.fashion_mnist_files(Path("/nonexistent")) is not None
 requires_fashion_mnist = pytest.mark.skipif(
     not HAVE_FASHION_MNIST,
-    reason=f"Fashion-MNIST idx files not in {data.DEBIAN_FASHION_MNIST} (apt-get install -y dataset-fashion-mnist)",
+    reason=f"Fashion-MNIST idx files not in {sources.DEBIAN_FASHION_MNIST} (apt-get install -y dataset-fashion-mnist)",
 )
 
 VAL_FRACTION = 0.1
@@ -22,16 +29,11 @@ SEARCH_PER_CLASS = round((PER_CLASS - VAL_PER_CLASS) * SEARCH_FRACTION)
 
 
 def prepare_fashion(out_dir: Path, seed: int = 0) -> dict:
-    return prepare_data(
-        "fashion-mnist",
-        out_dir / "no-such-root",
-        out_dir,
-        val_fraction=VAL_FRACTION,
-        resolution=None,
-        search_resolution=14,
-        search_fraction=SEARCH_FRACTION,
-        seed=seed,
+    summary = prepare_full(
+        "fashion-mnist", out_dir / "no-such-root", out_dir, val_fraction=VAL_FRACTION, resolution=None, seed=seed
     )
+    project_search(out_dir, resolution=14, fraction=SEARCH_FRACTION)
+    return summary
 
 
 def load_record(out_dir: Path, name: str) -> dict:
@@ -92,24 +94,43 @@ def test_meta_describes_the_splits(fashion):
     assert meta["source"] == "fashion-mnist"
     assert meta["num_classes"] == 10 and meta["in_channels"] == 1
     assert meta["classes"][0] == "T-shirt/top"
-    assert meta["counts"] == {
-        "full/train": 54000,
-        "full/val": 6000,
-        "full/test": 10000,
-        "search/train": 10 * SEARCH_PER_CLASS,
-        "search/val": 6000,
-    }
-    assert meta["resolution"] == 28 and meta["search_resolution"] == 14
+    assert meta["counts"] == {"full/train": 54000, "full/val": 6000, "full/test": 10000}
+    assert meta["resolution"] == meta["native_resolution"] == 28 and "search_resolution" not in meta
     assert 0.2 < meta["mean"][0] < 0.4 and 0.25 < meta["std"][0] < 0.45
+    search = json.loads((fashion / "search" / "meta.json").read_text())
+    assert search["counts"] == {"search/train": 10 * SEARCH_PER_CLASS, "search/val": 6000}
+    assert (search["search_resolution"], search["resized_from"], search["num_classes"], search["in_channels"]) == (
+        14,
+        "native",
+        10,
+        1,
+    )
     # Only the final files remain: every temporary file was renamed into place.
-    assert sorted(p.name for p in fashion.rglob("*") if p.is_file()) == [
+    assert sorted(p.relative_to(fashion).as_posix() for p in fashion.rglob("*") if p.is_file()) == [
+        "full/test.pt",
+        "full/train.pt",
+        "full/val.pt",
         "meta.json",
-        "test.pt",
-        "train.pt",
-        "train.pt",
-        "val.pt",
-        "val.pt",
+        "search/meta.json",
+        "search/train.pt",
+        "search/val.pt",
     ]
+
+
+@requires_fashion_mnist
+def test_a_new_projection_leaves_the_full_splits_alone(fashion, tmp_path):
+    before = {p: p.read_bytes() for p in sorted((fashion / "full").iterdir())} | {
+        fashion / "meta.json": (fashion / "meta.json").read_bytes()
+    }
+    copy = tmp_path / "copy"
+    (copy / "full").mkdir(parents=True)
+    for path, data in before.items():
+        (copy / path.relative_to(fashion)).write_bytes(data)
+    project_search(copy, resolution=10, fraction=SEARCH_FRACTION)
+    assert {p: (copy / p.relative_to(fashion)).read_bytes() for p in before} == before
+    # Same images as at 14 px (the draw depends on the data seed and the fraction only), smaller.
+    assert torch.equal(load_record(copy, "search/train")["indices"], load_record(fashion, "search/train")["indices"])
+    assert load_record(copy, "search/train")["images"].shape[1:] == (1, 10, 10)
 
 
 @requires_fashion_mnist
@@ -186,138 +207,168 @@ def test_missing_fashion_mnist_explains_the_fix(tmp_path, monkeypatch):
     def no_network(self):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "not-installed")
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", no_network)
     out_dir = tmp_path / "out"
     with pytest.raises(SlimnetError, match="apt-get install -y dataset-fashion-mnist") as info:
-        prepare_data(
-            "fashion-mnist",
-            tmp_path / "missing",
-            out_dir,
-            val_fraction=0.1,
-            resolution=None,
-            search_resolution=None,
-            search_fraction=0.1,
-            seed=0,
-        )
+        prepare_full("fashion-mnist", tmp_path / "missing", out_dir, val_fraction=0.1, resolution=None, seed=0)
     message = str(info.value)
     assert "\n" not in message and "network" in message
     assert not out_dir.exists()
 
 
-@pytest.mark.parametrize("value", [0, 1.5, -0.1, float("nan")])
-def test_bad_search_fraction_is_rejected_before_writing(tmp_path, value):
-    out_dir = tmp_path / "out"
-    with pytest.raises(SlimnetError, match="search_fraction"):
-        prepare_data(
-            "fashion-mnist",
-            tmp_path,
-            out_dir,
-            val_fraction=0.1,
-            resolution=None,
-            search_resolution=None,
-            search_fraction=value,
-            seed=0,
-        )
-    assert not out_dir.exists()
+# --------------------------------------------------------------------------- image folders
+
+CLASSES = ["Pullover", "T-shirt-top", "Trouser"]  # the generator's first three, sorted
 
 
-@pytest.mark.parametrize(
-    "kwargs, name",
-    [
-        ({"val_fraction": 1.0}, "val_fraction"),
-        ({"resolution": 0}, "resolution"),
-        ({"search_resolution": -4}, "search_resolution"),
-    ],
-)
-def test_other_bad_arguments_name_the_argument(tmp_path, kwargs, name):
-    args = {"val_fraction": 0.1, "resolution": None, "search_resolution": None, "search_fraction": 0.5, "seed": 0}
-    args.update(kwargs)
-    with pytest.raises(SlimnetError, match=f"^{name} "):
-        prepare_data("fashion-mnist", tmp_path, tmp_path / "out", **args)
-    assert not (tmp_path / "out").exists()
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """30 + 9 images of 3 classes, plus README.txt, .DS_Store and ._x.jpg junk."""
+    root = tmp_path_factory.mktemp("folder") / "images"
+    write_image_folder(root, train=30, val=9, classes=3)
+    return root
 
 
-def make_image_folder(root: Path) -> None:
-    from PIL import Image
-
-    generator = torch.Generator().manual_seed(0)
-    for split, count in (("train", 4), ("val", 2)):
-        for name in ("cat", "dog"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                # Odd, non-square sizes check that every image is resized to the same shape.
-                pixels = torch.randint(0, 256, (18 + i, 23, 3), dtype=torch.uint8, generator=generator)
-                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
-
-
-def test_image_folder_prepares_and_batches(tmp_path):
-    root = tmp_path / "images"
-    make_image_folder(root)
-    out_dir = tmp_path / "prepared"
-    summary = prepare_data(
-        "imagefolder", root, out_dir, val_fraction=0.25, resolution=16, search_resolution=8, search_fraction=0.5, seed=0
+def image_files(root: Path) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix in (".png", ".jpg") and not p.name.startswith(".")
     )
-    assert summary["counts"] == {"full/train": 6, "full/val": 2, "full/test": 4, "search/train": 4, "search/val": 2}
-    meta = json.loads((out_dir / "meta.json").read_text())
-    assert meta["classes"] == ["cat", "dog"] and meta["mean"] == data.IMAGENET_MEAN
 
-    record = load_record(out_dir, "full/test")
-    assert record["kind"] == "folder" and record["paths"][0] == "val/cat/0.png"
 
-    train = load_split(out_dir / "full/train.pt")
-    assert (train.num_classes, train.in_channels, train.resolution, len(train)) == (2, 3, 16, 6)
+@requires_fashion_mnist
+def test_image_folder_through_data_and_project(folder, tmp_path):
+    out = tmp_path / "data"
+    summary = prepare_full("imagefolder", folder, out, val_fraction=0.2, resolution=16, seed=0)
+    assert summary["counts"] == {"full/train": 24, "full/val": 6, "full/test": 9}
+    assert (summary["checked"], summary["skipped"], summary["ignored"]) == (39, 0, 7)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["classes"] == CLASSES and meta["mean"] == IMAGENET_MEAN and meta["resolution"] == 16
+    assert meta["skipped"] == {"count": 0, "files": []}
+    records = {name: load_record(out, f"full/{name}") for name in ("train", "val", "test")}
+    # Every image is used exactly once; the junk (README.txt, .DS_Store, ._00000.jpg) never.
+    used = sorted(p for r in records.values() for p in r["paths"])
+    assert used == image_files(folder) and len(used) == 39
+    assert all(p.startswith("val/") for p in records["test"]["paths"])
+    assert torch.bincount(records["val"]["labels"]).tolist() == [2, 2, 2]
+    assert records["test"]["paths"][0].startswith(f"val/{CLASSES[0]}/")
+
+    project = project_search(out, resolution=8, fraction=0.5)
+    assert project["counts"] == {"search/train": 12, "search/val": 6}
+    search_meta = json.loads((out / "search" / "meta.json").read_text())
+    assert (search_meta["search_resolution"], search_meta["resized_from"], search_meta["num_classes"]) == (8, "files", 3)
+    assert set(load_record(out, "search/train")["paths"]) <= set(records["train"]["paths"])
+
+    train = load_split(out / "full/train.pt")
+    assert (train.num_classes, train.in_channels, train.resolution, len(train)) == (3, 3, 16, 24)
     train.num_workers = 0  # worker processes would only slow this tiny test down
-    shapes = [tuple(x.shape) for x, _ in train.batches(4, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0))]
-    assert shapes == [(4, 3, 16, 16), (2, 3, 16, 16)]
-
-    search = load_split(out_dir / "search/train.pt")
+    shapes = [
+        tuple(x.shape) for x, _ in train.batches(16, shuffle=True, augment=True, generator=torch.Generator().manual_seed(0))
+    ]
+    assert shapes == [(16, 3, 16, 16), (8, 3, 16, 16)]
+    search = load_split(out / "search/train.pt")
+    search.num_workers = 0
     x, y = next(search.batches(4, shuffle=False, augment=False))
     assert x.shape == (4, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert x.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_image_folder_with_workers(tmp_path):
+@requires_fashion_mnist
+def test_bad_images_stop_preparation_with_their_names(tmp_path):
     root = tmp_path / "images"
-    make_image_folder(root)
-    prepare_data(
-        "imagefolder",
-        root,
-        tmp_path / "out",
-        val_fraction=0.25,
-        resolution=16,
-        search_resolution=None,
-        search_fraction=1.0,
-        seed=0,
-    )
-    test = load_split(tmp_path / "out" / "full/test.pt")
+    truncated = write_image_folder(root, train=12, val=3, classes=3, corrupt=True)["corrupt"]
+    (root / "val" / "Trouser" / "garbage.jpg").write_bytes(b"definitely not a JPEG" * 10)
+    out = tmp_path / "data"
+    with pytest.raises(InvalidImages) as info:
+        prepare_full("imagefolder", root, out, val_fraction=0.25, resolution=16, seed=0)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"2 of 17 images in {root} cannot be decoded: ")
+    assert f"{truncated} (image file is truncated" in message and "val/Trouser/garbage.jpg (not an image" in message
+    assert not out.exists()
+
+    summary = prepare_full("imagefolder", root, out, val_fraction=0.25, resolution=16, seed=0, skip_invalid=True)
+    assert summary["skipped"] == 2 and summary["counts"] == {"full/train": 9, "full/val": 3, "full/test": 3}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["skipped"]["count"] == 2
+    assert [line.split(":")[0] for line in meta["skipped"]["files"]] == sorted([truncated, "val/Trouser/garbage.jpg"])
+    used = [p for name in ("train", "val", "test") for p in load_record(out, f"full/{name}")["paths"]]
+    assert truncated not in used and "val/Trouser/garbage.jpg" not in used
+
+
+@requires_fashion_mnist
+def test_check_catches_truncated_and_garbage_files(folder, tmp_path, monkeypatch):
+    from PIL import Image
+
+    good = image_files(folder)
+    assert all(check_image(str(folder / p)) is None for p in good)
+    jpeg = (folder / next(p for p in good if p.endswith(".jpg"))).read_bytes()
+    png = (folder / next(p for p in good if p.endswith(".png"))).read_bytes()
+    scan_start = jpeg.index(b"\xff\xda")
+    cases = {
+        "cut.jpg": jpeg[: (scan_start + len(jpeg)) // 2],  # headers intact: PIL's verify() would pass it
+        "cut.png": png[: len(png) // 2],
+        "garbage.jpg": bytes(range(256)) * 4,
+        "empty.png": b"",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    with Image.open(tmp_path / "cut.jpg") as image:
+        image.verify()
+    reasons = {name: check_image(str(tmp_path / name)) for name in cases}
+    assert all(reasons.values()), reasons
+    assert "truncated" in reasons["cut.jpg"]
+    # Pools of threads and of processes find the same files; the result is sorted by path.
+    monkeypatch.setattr(check, "CHUNK", 2)
+    monkeypatch.setattr(check, "SMALL", 0)
+    for i, name in enumerate(good[:6]):
+        (tmp_path / f"good{i}{Path(name).suffix}").write_bytes((folder / name).read_bytes())
+    paths = sorted(p.name for p in tmp_path.iterdir())
+    bad_threads = find_invalid(tmp_path, paths, workers=2, kind="thread")
+    assert [p for p, _ in bad_threads] == sorted(cases)
+    assert find_invalid(tmp_path, paths, workers=2, kind="process") == bad_threads
+    assert find_invalid(tmp_path, paths, workers=1) == bad_threads
+
+
+@requires_fashion_mnist
+def test_a_file_broken_after_the_data_stage_fails_in_one_line(folder, tmp_path):
+    import shutil
+
+    root = tmp_path / "images"
+    shutil.copytree(folder, root)
+    prepare_full("imagefolder", root, tmp_path / "data", val_fraction=0.2, resolution=16, seed=0)
+    test = load_split(tmp_path / "data" / "full/test.pt")
     assert test.num_workers >= 1
-    batches = fixed_batches(test, 3, 2, seed=0)
-    assert [tuple(x.shape) for x, _ in batches] == [(2, 3, 16, 16), (1, 3, 16, 16)]
+    broken = root / test.paths[4]
+    broken.write_bytes(b"overwritten")
+    test.num_workers = 1  # the error happens in a DataLoader worker process
+    with pytest.raises(SlimnetError) as info:
+        list(test.batches(4, shuffle=False, augment=False))
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message.startswith(f"cannot read image {broken} (") and "dvc repro" in message
 
 
-def test_image_folder_errors(tmp_path):
-    with pytest.raises(SlimnetError, match="train/"):
-        prepare_data(
-            "imagefolder",
-            tmp_path,
-            tmp_path / "out",
-            val_fraction=0.25,
-            resolution=16,
-            search_resolution=None,
-            search_fraction=1.0,
-            seed=0,
-        )
-    with pytest.raises(SlimnetError, match="resolution is required"):
-        prepare_data(
-            "imagefolder",
-            tmp_path,
-            tmp_path / "out",
-            val_fraction=0.25,
-            resolution=None,
-            search_resolution=None,
-            search_fraction=1.0,
-            seed=0,
-        )
+def test_image_folder_structure_errors(tmp_path):
+    def prepare(root: Path):
+        return prepare_full("imagefolder", root, tmp_path / "out", val_fraction=0.25, resolution=16, seed=0)
+
+    with pytest.raises(SlimnetError, match="not found"):
+        prepare(tmp_path / "missing")
+    root = tmp_path / "images"
+    root.mkdir()
+    with pytest.raises(SlimnetError, match="no train/ directory"):
+        prepare(root)
+    (root / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(SlimnetError, match="no val/ or test/"):
+        prepare(root)
+    (root / "test" / "cat").mkdir(parents=True)
+    with pytest.raises(SlimnetError, match="at least 2 class folders"):
+        prepare(root)
+    (root / "train" / "dog").mkdir()
+    (root / "test" / "bird").mkdir()
+    with pytest.raises(SlimnetError, match="missing from train/: bird"):
+        prepare(root)
+    (root / "test" / "bird").rmdir()
+    with pytest.raises(SlimnetError, match="without training images in .*: cat, dog"):
+        prepare(root)
     assert not (tmp_path / "out").exists()

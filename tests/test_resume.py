@@ -13,8 +13,8 @@ from slimnet.arch import uniform_spec
 from slimnet.checkpoint import Checkpoints
 from slimnet.data import load_split
 from slimnet.nn.network import Network
-from slimnet.optim import Recipe
 from slimnet.progress import Reporter
+from slimnet.recipe import Recipe
 from slimnet.train import BN_IMAGES, train_network
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, train_small_supernet
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from slimnet.archs import ARCHS
 from slimnet.errors import SlimnetError
 from slimnet.models import mnasnet, mobilenet_v1, mobilenet_v2, resnet
 from slimnet.space import Blueprint
 
 MOBILE = {"mobilenet_v1": mobilenet_v1, "mobilenet_v2": mobilenet_v2, "mnasnet": mnasnet}
-ARCHS = ("mobilenet_v1", "mobilenet_v2", "mnasnet", "resnet18", "resnet34", "resnet50", "resnet101")
 
 
 def check_arch(arch: str) -> str:

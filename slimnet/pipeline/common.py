@@ -13,7 +13,6 @@ import torch
 from slimnet import atomic
 from slimnet.errors import SlimnetError
 
-DATA = Path("data")
 STAGES = Path("stages")
 CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
 VARIANTS = ("optimized", "uniform")

@@ -1,26 +1,40 @@
-"""data stage: the full splits and the projected search split under data/."""
+"""data stage: the full train/val/test splits and data/meta.json, from data.* params only."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from slimnet.config import DataParams, TransferParams
-from slimnet.data import prepare_data
-from slimnet.pipeline.common import DATA
+from slimnet.config import DataParams
+from slimnet.datasets.prepare import InvalidImages, prepare_full
+from slimnet.datasets.scan import scan_source
+from slimnet.errors import SlimnetError
+from slimnet.pipeline.data_paths import DATA, SOURCE
+from slimnet.progress import reporter
 
 
-def run_data(data: DataParams, transfer_params: TransferParams, out_dir: Path = DATA) -> dict:
-    resolution = data.resolution
-    if data.source == "imagefolder" and resolution is None:
-        resolution = 224
-    return prepare_data(
-        data.source,
-        Path(data.root),
-        out_dir,
-        val_fraction=data.val_fraction,
-        resolution=resolution,
-        search_resolution=transfer_params.resolution,
-        search_fraction=transfer_params.data_fraction,
-        seed=data.seed,
-        fraction=data.fraction,
-    )
+def run_data(data: DataParams, out_dir: Path = DATA, source_manifest: Path = SOURCE) -> dict:
+    """Prepare the splits from exactly what the scan stage fingerprinted (checked, not assumed)."""
+    if not source_manifest.is_file():
+        raise SlimnetError(f"{source_manifest} not found: run `python -m slimnet scan` first (`dvc repro` runs both)")
+    scan = scan_source(data.source, Path(data.root))
+    if scan.manifest != json.loads(source_manifest.read_text()):
+        raise SlimnetError(
+            f"{data.root} ({data.source}) is not what {source_manifest} describes: it changed since the scan; run `dvc repro` again"
+        )
+    with reporter() as report:
+        try:
+            return prepare_full(
+                data.source,
+                Path(data.root),
+                out_dir,
+                val_fraction=data.val_fraction,
+                resolution=data.resolution,
+                seed=data.seed,
+                fraction=data.fraction,
+                skip_invalid=data.skip_invalid,
+                listing=scan.listing,
+                report=report,
+            )
+        except InvalidImages as err:
+            raise SlimnetError(f"{err}; remove or replace them, or set data.skip_invalid: true to leave them out") from None

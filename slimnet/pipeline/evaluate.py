@@ -53,6 +53,7 @@ def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, projec
 
 def run_evaluate(evaluate: EvaluateParams, *, device: torch.device, out_dir: Path = STAGES / "evaluate") -> dict:
     meta = read_json(DATA / "meta.json", "data")
+    meta["counts"].update(read_json(DATA / "search" / "meta.json", "project")["counts"])  # search_cost compares both
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     supernet_metrics = read_json(STAGES / "supernet" / "metrics.json", "supernet")
     search_metrics = read_json(STAGES / "search" / "metrics.json", "search")

@@ -24,7 +24,7 @@ def run_supernet(
     device: torch.device,
     out_dir: Path = STAGES / "supernet",
 ) -> dict:
-    meta = read_json(DATA / "meta.json", "data")
+    meta = read_json(DATA / "search" / "meta.json", "project")  # search resolution, classes, channels
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
     reference = projected_uniform(model, transfer_params, supernet, meta)

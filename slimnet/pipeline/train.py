@@ -12,9 +12,9 @@ from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.data import load_split
 from slimnet.errors import SlimnetError
 from slimnet.nn.network import Network
-from slimnet.optim import Recipe
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
 from slimnet.progress import reporter
+from slimnet.recipe import Recipe
 from slimnet.train import train_network
 
 

@@ -1,0 +1,17 @@
+"""project stage: the search splits under data/search/, from transfer.resolution and transfer.data_fraction.
+
+Reads only data/full and data/meta.json: a new projection never touches the full splits, so it
+never reruns the from-scratch training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slimnet.config import TransferParams
+from slimnet.datasets.project import project_search
+from slimnet.pipeline.data_paths import DATA
+
+
+def run_project(transfer_params: TransferParams, data_dir: Path = DATA) -> dict:
+    return project_search(data_dir, resolution=transfer_params.resolution, fraction=transfer_params.data_fraction)
