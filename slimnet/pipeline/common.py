@@ -12,6 +12,7 @@ import torch
 
 from slimnet import atomic
 from slimnet.errors import SlimnetError
+from slimnet.pipeline.data_paths import DATA  # noqa: F401 -- re-exported: one data folder for every stage
 
 STAGES = Path("stages")
 CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
