@@ -168,3 +168,10 @@ def test_image_folder_params(tmp_path):
     )
     assert params.data.resolution == 224 and params.data.skip_invalid is True
     assert load_params(write(tmp_path, "data:\n  source: cifar10\n")).data.skip_invalid is False
+
+
+def test_every_preset_is_a_valid_params_file():
+    presets = sorted((Path(__file__).resolve().parents[1] / "presets").glob("*.yaml"))
+    assert len(presets) >= 4
+    for preset in presets:
+        load_params(preset)  # raises SlimnetError naming the key on any problem
