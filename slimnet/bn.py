@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -12,6 +13,21 @@ from slimnet.nn.slimmable import SlimBatchNorm2d
 
 def slim_bns(module: nn.Module) -> list[SlimBatchNorm2d]:
     return [m for m in module.modules() if isinstance(m, SlimBatchNorm2d)]
+
+
+@contextmanager
+def calibrating(network: nn.Module, bns: list[SlimBatchNorm2d]) -> Iterator[None]:
+    """Within: ``network`` in train mode, ``bns`` reset and cumulative-averaging what they see."""
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.calibrating = True
+    network.train()
+    try:
+        yield
+    finally:
+        for bn in bns:
+            bn.calibrating = False
+        network.eval()
 
 
 @torch.no_grad()
@@ -27,21 +43,13 @@ def recalibrate(
     """
     blocks = list(network.blocks)[start:]
     bns = [bn for block in blocks for bn in slim_bns(block)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.calibrating = True
     captured: dict[int, list[torch.Tensor]] = {index: [] for index in capture}
-    network.train()
-    try:
+    with calibrating(network, bns):
         for x in batches:
             for index, block in enumerate(blocks, start):
                 if index in captured:
                     captured[index].append(x)
                 x = block(x)
-    finally:
-        for bn in bns:
-            bn.calibrating = False
-        network.eval()
     return captured
 
 

@@ -64,7 +64,19 @@ class BlockModule(nn.Module):
         self.pool = nn.MaxPool2d(3, 2, 1) if block.pool else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
+        return self.forward_from(x)
+
+    def forward_from(
+        self, x: torch.Tensor, conv: int = 0, h: torch.Tensor | None = None, capture: dict[int, list] | None = None
+    ) -> torch.Tensor:
+        """The block's output computed from body conv ``conv`` on, ``h`` being that conv's input
+        (``x``, the block's input, feeds the residual path). ``capture`` collects the inputs of
+        the body convs it names."""
+        out = x if h is None else h
+        for index in range(conv, len(self.body)):
+            if capture is not None and index in capture:
+                capture[index].append(out)
+            out = self.body[index](out)
         if self.residual == "identity":
             out = out + x
         elif self.residual == "project":
