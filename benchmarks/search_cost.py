@@ -107,7 +107,9 @@ def main() -> None:
     if not same:
         for a, b in zip(fast, naive):
             if a.model_dump() != b.model_dump():
-                print(f"  first difference at step {a.step}: fast {a.slimmed} {a.accuracy} {a.loss}, naive {b.slimmed} {b.accuracy} {b.loss}")
+                print(
+                    f"  first difference at step {a.step}: fast {a.slimmed} {a.accuracy} {a.loss}, naive {b.slimmed} {b.accuracy} {b.loss}"
+                )
                 break
     ratio = statistics.median(seconds["naive"]) / statistics.median(seconds["fast"])
     print(f"speed-up of fast over naive: {ratio:.2f}x")

@@ -234,6 +234,7 @@ class CandidateEvaluator:
         captured: dict[Key, list[torch.Tensor]] = {key: [] for key in capture}
         blocks = self.network.blocks
         end = (len(blocks), 0)
+
         def inner(index: int, start: int) -> dict[int, list] | None:
             convs = range(max(start, 1), len(blocks[index].body))
             return {conv: captured[(index, conv)] for conv in convs if (index, conv) in captured} or None

@@ -72,11 +72,16 @@ class BlockModule(nn.Module):
         """The block's output computed from body conv ``conv`` on, ``h`` being that conv's input
         (``x``, the block's input, feeds the residual path). ``capture`` collects the inputs of
         the body convs it names."""
-        out = x if h is None else h
-        for index in range(conv, len(self.body)):
-            if capture is not None and index in capture:
-                capture[index].append(out)
-            out = self.body[index](out)
+        if conv == 0 and capture is None:
+            out = self.body(x)  # the training path: no per-layer bookkeeping
+        else:
+            out = x if h is None else h
+            for index, layer in enumerate(self.body):
+                if index < conv:
+                    continue
+                if capture is not None and index in capture:
+                    capture[index].append(out)
+                out = layer(out)
         if self.residual == "identity":
             out = out + x
         elif self.residual == "project":
