@@ -35,6 +35,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed runs of each evaluator (median)")
     parser.add_argument("--bn", default="online", choices=["online", "recalibrate"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--per-candidate", action="store_true", help="also time each unit's candidate, fast and naive back to back"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.threads:
@@ -113,6 +116,32 @@ def main() -> None:
                 break
     ratio = statistics.median(seconds["naive"]) / statistics.median(seconds["fast"])
     print(f"speed-up of fast over naive: {ratio:.2f}x")
+    if args.per_candidate:
+        per_candidate(evaluators, space, args.rounds)
+
+
+def per_candidate(evaluators: dict[str, CandidateEvaluator], space, rounds: int) -> None:
+    """Each unit's candidate from the largest configuration, fast and naive back to back (finer
+    interleaving than whole trajectories, so load swings cancel better)."""
+    for evaluator in evaluators.values():
+        evaluator.commit(space.maximum)
+    totals = {name: 0.0 for name in evaluators}
+    for unit in space.choices:
+        candidate = {**space.maximum, unit: space.smaller(space.maximum, unit)}
+        times: dict[str, list[float]] = {name: [] for name in evaluators}
+        for _ in range(rounds):
+            for name, evaluator in evaluators.items():
+                started = time.perf_counter()
+                evaluator.score(candidate, unit)
+                times[name].append(time.perf_counter() - started)
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        for name, value in medians.items():
+            totals[name] += value
+        print(f"  {unit:>20}: fast {1000 * medians['fast']:7.1f} ms, naive {1000 * medians['naive']:7.1f} ms")
+    print(
+        f"per candidate, summed over the {len(space.choices)} units: fast {totals['fast']:.2f} s, naive {totals['naive']:.2f} s: "
+        f"{totals['naive'] / totals['fast']:.2f}x"
+    )
 
 
 if __name__ == "__main__":
