@@ -57,7 +57,7 @@ def test_fast_evaluator_scores_every_unit_and_walks_the_same_path_as_the_naive_o
     naive = CandidateEvaluator(network, space, calib, evals, bn=bn, cache_bytes=0)
 
     # A few greedy steps with both, then every unit's candidate from that narrower base.
-    paths = [greedy_slim(e, reference=MOBILENET, max_steps=3) for e in (fast, naive)]
+    paths = [greedy_slim(e, reference=MOBILENET, max_steps=2) for e in (fast, naive)]
     assert [p.channels for p in paths[0]] == [p.channels for p in paths[1]]
     for a, b in zip(*paths):
         assert a.accuracy == b.accuracy
@@ -79,3 +79,28 @@ def test_fast_evaluator_scores_every_unit_and_walks_the_same_path_as_the_naive_o
     assert len(losses) > 5  # the candidates really differ, so equal scores mean something
     # Scoring leaves the committed base in place: its score is unchanged.
     assert fast.commit(base).loss == pytest.approx(naive.commit(base).loss, rel=1e-5)
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize("bn", ["online", "recalibrate"])
+def test_commits_from_a_resume_point_equal_full_commits(fashion, bn):
+    """A greedy step's commit is computed from the winner's resume point (the last conv's width:
+    only the head; a stage: the next block; the stem; an expand width: its project conv)."""
+    calib, evals = fashion
+    space = build_space(MOBILENET, min_width=0.25, max_width=1.0, groups=4, divisor=2)
+    torch.manual_seed(1)
+    network = build_supernet(space).to(memory_format=torch.channels_last)
+    fast = CandidateEvaluator(network, space, calib, evals, bn=bn)
+    naive = CandidateEvaluator(network, space, calib, evals, bn=bn, cache_bytes=0)
+    config = space.maximum
+    assert fast.commit(config) == naive.commit(config)
+    for unit in ("last", "stage2", "stem", "stage1.0.expand"):
+        config = {**config, unit: space.smaller(config, unit)}
+        a, b = fast.commit(config), naive.commit(config)
+        assert a.accuracy == pytest.approx(b.accuracy, abs=100 / 128 + 1e-9), unit
+        assert a.loss == pytest.approx(b.loss, rel=1e-5), unit
+    for unit in space.choices:  # every candidate from the incrementally committed base
+        if space.smaller(config, unit) is None:
+            continue
+        candidate = {**config, unit: space.smaller(config, unit)}
+        assert fast.score(candidate, unit).loss == pytest.approx(naive.score(candidate, unit).loss, rel=1e-5), unit
