@@ -112,7 +112,9 @@ def run_onnx(data: bytes, x: torch.Tensor) -> torch.Tensor:
 
 
 def run_torchscript(data: bytes, x: torch.Tensor) -> torch.Tensor:
-    loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(io.BytesIO(data), map_location="cpu")
     with torch.no_grad():
         return loaded(x)
 

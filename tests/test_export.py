@@ -102,3 +102,23 @@ def test_export_refuses_a_model_of_another_spec(tmp_path):
         load_trained(other, path)
     with pytest.raises(SlimnetError, match="--format"):
         export_bytes(model, spec, "tflite")
+
+
+def test_export_command_writes_a_checked_file_and_rejects_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from slimnet.arch import save_spec
+    from slimnet.cli import app
+
+    model, spec = trained_like("mnasnet")
+    save_spec(spec, tmp_path / "spec.json")
+    torch.save({"spec": spec.model_dump(mode="json"), "model": model.state_dict()}, tmp_path / "model.pt")
+    runner = CliRunner()
+    ok = runner.invoke(app, ["export", str(tmp_path / "spec.json"), str(tmp_path / "model.pt")])
+    assert ok.exit_code == 0, ok.output
+    data = (tmp_path / "model.onnx").read_bytes()  # the default --out: beside the model
+    assert data == onnx_bytes(model, spec) and "max |onnx - PyTorch|" in ok.stdout
+    bad = runner.invoke(app, ["export", str(tmp_path / "spec.json"), str(tmp_path / "model.pt"), "--format", "tflite", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--format 'tflite'" in bad.stderr and not (tmp_path / "x").exists()
+    half = runner.invoke(app, ["export", str(tmp_path / "spec.json")])
+    assert half.exit_code == 2 and "both SPEC and MODEL" in half.stderr

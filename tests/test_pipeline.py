@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.realdata import needs_fashion_mnist
@@ -86,6 +87,9 @@ def test_all_stages_write_their_outputs(project):
         "stages/train/uniform/model.pt",
         "stages/evaluate/metrics.json",
         "stages/evaluate/accuracy_vs_flops.csv",
+        "stages/export/optimized.onnx",
+        "stages/export/uniform.torchscript.pt",
+        "stages/export/metrics.json",
     ):
         assert (project / path).is_file(), path
 
@@ -108,6 +112,29 @@ def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
     cost = metrics["search_cost"]
     assert cost["supernet_train_flops"] > 0 and cost["search_flops"] > 0
     assert cost["direct_flops_est"] > cost["supernet_train_flops"] + cost["search_flops"] and cost["saving_x"] > 1
+
+
+def test_exported_networks_are_the_trained_ones(project):
+    """The stage's ONNX gives the trained network's outputs on real test images."""
+    from slimnet.arch import load_spec
+    from slimnet.data import load_split
+    from slimnet.export import load_trained, run_onnx
+
+    metrics = load(project, "stages/export/metrics.json")
+    assert metrics["check"]["passed"] is True
+    for variant in ("optimized", "uniform"):
+        data = (project / f"stages/export/{variant}.onnx").read_bytes()
+        assert metrics[variant]["onnx_bytes"] == len(data)
+        assert metrics[variant]["torchscript_bytes"] == (project / f"stages/export/{variant}.torchscript.pt").stat().st_size
+        spec = load_spec(project / f"stages/extrapolate/{variant}.json")
+        model = load_trained(spec, project / f"stages/train/{variant}/model.pt")
+        x, _ = next(load_split(project / "data/full/test.pt").batches(64, shuffle=False, augment=False))
+        x = x.contiguous()
+        with torch.no_grad():
+            expected = model(x)
+        assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
+    errors = load(project, "stages/export/timings.json")["errors"]  # measured: beside the outputs
+    assert 0 <= errors["optimized"]["onnx_max_abs_error"] < 1e-3
 
 
 def test_search_trajectory_is_target_independent_and_complete(project):
@@ -185,7 +212,7 @@ def out_hashes(project: Path, stage: str) -> dict[str, str]:
     return hashes
 
 
-@pytest.mark.parametrize("stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform"])
+@pytest.mark.parametrize("stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform", "export"])
 def test_forcing_a_stage_rewrites_the_same_bytes_and_leaves_nothing_stale(project, stage):
     assert changed_stages(dvc(project, "status")) == []
     before = out_hashes(project, stage)
