@@ -159,6 +159,17 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
 
 @app.command()
 @user_errors
+def slimmable(params: Path = PARAMS, device: str = DEVICE) -> None:
+    """One network with switchable BN for every slimmable.targets budget, scored per width (off when no targets)."""
+    from slimnet.pipeline.common import pick_device
+    from slimnet.pipeline.slimmable import run_slimmable
+
+    p = _load(params)
+    _print_summary("slimmable", run_slimmable(p.model, p.extrapolate, p.slimmable, p.train, device=pick_device(device)))
+
+
+@app.command()
+@user_errors
 def export(
     spec: Path = typer.Argument(None, help="An arch spec (JSON). Leave out with MODEL to run the export stage."),
     model: Path = typer.Argument(None, help="Its trained weights (a train stage's model.pt, or a state dict)."),
@@ -174,7 +185,8 @@ def export(
     if spec is None or model is None:
         raise SlimnetError("export needs both SPEC and MODEL (or neither, to run the export stage)")
     from slimnet.arch import load_spec
-    from slimnet.export import FORMATS, SUFFIX, export_file, load_trained
+    from slimnet.export import FORMATS, SUFFIX, export_file
+    from slimnet.trained import load_trained
 
     if fmt not in FORMATS:
         raise SlimnetError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")

@@ -136,6 +136,23 @@ class EvaluateParams(Section):
     latency_runs: PositiveInt = 30
 
 
+class SlimmableParams(Section):
+    """One network with switchable BN for several FLOPs targets (empty list: off, the stage only
+    records that). Each target is extrapolated from the search trajectory like search.flops."""
+
+    targets: list[Size] = []
+    distill: bool = True  # narrower widths learn from the widest's predictions (in-place distillation)
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct_budgets(cls, value: list[int]) -> list[int]:
+        if len(value) == 1:
+            raise ValueError("give two or more FLOPs targets (e.g. [4M, 6M, 8M]), or [] to leave the slimmable network off")
+        if len(set(value)) != len(value):
+            raise ValueError(f"targets must differ, got {value}")
+        return sorted(value, reverse=True)  # widest first: it is the teacher of the others
+
+
 class Params(Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -145,6 +162,7 @@ class Params(Section):
     extrapolate: ExtrapolateParams = ExtrapolateParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    slimmable: SlimmableParams = SlimmableParams()
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

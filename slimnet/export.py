@@ -21,7 +21,6 @@ from slimnet import atomic
 from slimnet.arch import ArchSpec
 from slimnet.errors import SlimnetError
 from slimnet.fold import fold_batchnorm
-from slimnet.nn.network import Network
 
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -30,28 +29,6 @@ INPUT, OUTPUT = "images", "logits"
 # Folding reorders float operations; logits of these networks agree to ~1e-5 in practice.
 ATOL, RTOL = 1e-4, 1e-3
 CHECK_BATCH = 4
-
-
-def load_trained(spec: ArchSpec, model_path: Path) -> Network:
-    """The plain network of ``spec`` with the weights in ``model_path`` (a train stage's model.pt
-    or a bare state dict); a model.pt trained for another spec is refused."""
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise SlimnetError(f"model {model_path} not found: train one first (`dvc repro train`)")
-    blob = torch.load(model_path, map_location="cpu", weights_only=False)
-    state = blob.get("model", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict):
-        raise SlimnetError(f"model {model_path}: expected a train stage's model.pt (spec + weights) or a state dict")
-    saved = blob.get("spec") if isinstance(blob, dict) else None
-    if saved is not None and ArchSpec.model_validate(saved).channels != spec.channels:
-        raise SlimnetError(f"model {model_path} was trained for other channels than the spec: pass the spec it was trained with")
-    model = Network(spec.blueprint())
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[-1].strip()
-        raise SlimnetError(f"model {model_path} does not fit the spec ({first}): pass the spec it was trained with") from None
-    return model.eval()
 
 
 def example_input(spec: ArchSpec, batch: int = 1, seed: int = 0) -> torch.Tensor:

@@ -13,7 +13,8 @@ from torch import nn
 from slimnet.arch import uniform_spec
 from slimnet.archs import ARCHS
 from slimnet.errors import SlimnetError
-from slimnet.export import export_bytes, export_file, load_trained, onnx_bytes, run_onnx, torchscript_bytes
+from slimnet.export import export_bytes, export_file, onnx_bytes, run_onnx, torchscript_bytes
+from slimnet.trained import load_trained
 from slimnet.fold import fold_batchnorm
 from slimnet.models import default_depth
 from slimnet.nn.network import Network

@@ -118,7 +118,8 @@ def test_exported_networks_are_the_trained_ones(project):
     """The stage's ONNX gives the trained network's outputs on real test images."""
     from slimnet.arch import load_spec
     from slimnet.data import load_split
-    from slimnet.export import load_trained, run_onnx
+    from slimnet.export import run_onnx
+    from slimnet.trained import load_trained
 
     metrics = load(project, "stages/export/metrics.json")
     assert metrics["check"]["passed"] is True
@@ -219,4 +220,39 @@ def test_forcing_a_stage_rewrites_the_same_bytes_and_leaves_nothing_stale(projec
     dvc(project, "repro", "-f", "-s", stage)
     assert out_hashes(project, stage) == before
     # Same bytes, so nothing downstream is stale (no 15-minute rerun for nothing).
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(project):
+    """Off by default (an empty record); with two targets, one of them search.flops, it trains
+    one network, compares that width with the optimized network, and exports a file per width."""
+    from slimnet.data import load_split
+    from slimnet.export import run_onnx
+    from slimnet.trained import load_slimmable
+
+    assert load(project, "stages/slimmable/metrics.json")["targets"] == []
+    assert load(project, "stages/export/slimmable/widths.json") == {}
+    flops = yaml.safe_load((project / "params.yaml").read_text())["search"]["flops"]
+    set_params(project, {"slimmable": {"targets": [flops, "4M"]}})
+    log = dvc(project, "repro")
+    assert "Running stage 'slimmable'" in log and "Running stage 'export'" in log
+    assert "Stage 'train@optimized' didn't change, skipping" in log
+    rows = load(project, "stages/slimmable/metrics.json")["targets"]
+    assert [r["target_flops"] for r in rows] == [int(float(flops[:-1]) * 1e6), 4_000_000]
+    assert rows[0]["flops"] > rows[1]["flops"] and abs(rows[1]["flops"] / 4e6 - 1) <= 0.01
+    optimized = load(project, "stages/evaluate/metrics.json")["optimized"]
+    assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == optimized["top1"]
+    assert rows[1]["individual"] is None  # no individually trained network at 4M in this run
+    assert all(10.0 < r["top1"] <= 100.0 for r in rows)
+    network, targets = load_slimmable(project / "stages/slimmable/model.pt")
+    widths = load(project, "stages/export/slimmable/widths.json")
+    assert sorted(widths) == sorted(f"slimmable/{n}" for n in ("4M", flops))
+    x, _ = next(load_split(project / "data/full/test.pt").batches(32, shuffle=False, augment=False))
+    x = x.contiguous()
+    for index, name in enumerate((flops, "4M")):
+        network.switch(index)
+        with torch.no_grad():
+            expected = network(x)
+        data = (project / f"stages/export/slimmable/{name}.onnx").read_bytes()
+        assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
     assert changed_stages(dvc(project, "status")) == []
