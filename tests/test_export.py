@@ -3,8 +3,6 @@ TorchScript loads back, and the bytes are the same for the same weights."""
 
 from __future__ import annotations
 
-import io
-
 import onnx
 import pytest
 import torch
@@ -14,10 +12,10 @@ from slimnet.arch import uniform_spec
 from slimnet.archs import ARCHS
 from slimnet.errors import SlimnetError
 from slimnet.export import export_bytes, export_file, onnx_bytes, run_onnx, torchscript_bytes
-from slimnet.trained import load_trained
 from slimnet.fold import fold_batchnorm
 from slimnet.models import default_depth
 from slimnet.nn.network import Network
+from slimnet.trained import load_trained
 
 
 def small_spec(arch: str):
@@ -119,7 +117,10 @@ def test_export_command_writes_a_checked_file_and_rejects_bad_input(tmp_path):
     assert ok.exit_code == 0, ok.output
     data = (tmp_path / "model.onnx").read_bytes()  # the default --out: beside the model
     assert data == onnx_bytes(model, spec) and "max |onnx - PyTorch|" in ok.stdout
-    bad = runner.invoke(app, ["export", str(tmp_path / "spec.json"), str(tmp_path / "model.pt"), "--format", "tflite", "--out", str(tmp_path / "x")])
+    bad = runner.invoke(
+        app,
+        ["export", str(tmp_path / "spec.json"), str(tmp_path / "model.pt"), "--format", "tflite", "--out", str(tmp_path / "x")],
+    )
     assert bad.exit_code == 2 and "--format 'tflite'" in bad.stderr and not (tmp_path / "x").exists()
     half = runner.invoke(app, ["export", str(tmp_path / "spec.json")])
     assert half.exit_code == 2 and "both SPEC and MODEL" in half.stderr
