@@ -165,7 +165,7 @@ def slimmable(params: Path = PARAMS, device: str = DEVICE) -> None:
     from slimnet.pipeline.slimmable import run_slimmable
 
     p = _load(params)
-    _print_summary("slimmable", run_slimmable(p.model, p.extrapolate, p.slimmable, p.train, device=pick_device(device)))
+    _print_summary("slimmable", run_slimmable(p.model, p.extrapolate, p.slimmable, p.slimmable_recipe(), device=pick_device(device)))
 
 
 @app.command()

@@ -142,6 +142,7 @@ class SlimmableParams(Section):
 
     targets: list[Size] = []
     distill: bool = True  # narrower widths learn from the widest's predictions (in-place distillation)
+    epochs: Optional[PositiveInt] = None  # null: train.epochs, so each width compares fairly with individual training
 
     @field_validator("targets")
     @classmethod
@@ -163,6 +164,19 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     slimmable: SlimmableParams = SlimmableParams()
+
+    @model_validator(mode="after")
+    def _slimmable_epochs_after_warmup(self) -> "Params":
+        epochs = self.slimmable.epochs
+        if epochs is not None and self.train.warmup_epochs >= epochs:
+            raise ValueError(f"slimmable.epochs ({epochs}) must be above train.warmup_epochs ({self.train.warmup_epochs})")
+        return self
+
+    def slimmable_recipe(self) -> TrainParams:
+        """The train recipe, with slimmable.epochs when set."""
+        if self.slimmable.epochs is None:
+            return self.train
+        return self.train.model_copy(update={"epochs": self.slimmable.epochs})
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

@@ -233,7 +233,7 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
     assert load(project, "stages/slimmable/metrics.json")["targets"] == []
     assert load(project, "stages/export/slimmable/widths.json") == {}
     flops = yaml.safe_load((project / "params.yaml").read_text())["search"]["flops"]
-    set_params(project, {"slimmable": {"targets": [flops, "4M"]}})
+    set_params(project, {"slimmable": {"targets": [flops, "4M"], "epochs": 1}})  # 1 epoch: keeps the test short
     log = dvc(project, "repro")
     assert "Running stage 'slimmable'" in log and "Running stage 'export'" in log
     assert "Stage 'train@optimized' didn't change, skipping" in log
@@ -242,6 +242,7 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
     assert rows[0]["flops"] > rows[1]["flops"] and abs(rows[1]["flops"] / 4e6 - 1) <= 0.01
     optimized = load(project, "stages/evaluate/metrics.json")["optimized"]
     assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == optimized["top1"]
+    assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - optimized["top1"], abs=1e-3)
     assert rows[1]["individual"] is None  # no individually trained network at 4M in this run
     assert all(10.0 < r["top1"] <= 100.0 for r in rows)
     network, targets = load_slimmable(project / "stages/slimmable/model.pt")
