@@ -86,22 +86,18 @@ def test_training_a_few_steps_on_real_data_learns_every_width(tmp_path, single_t
     specs = three_widths(resolution=14)
     torch.manual_seed(0)
     model = SlimmableNetwork(specs)
-    recipe = Recipe(epochs=2, batch_size=32, lr=0.2, warmup_epochs=0.0)
-    model, curves, summary = train_slimmable(
-        model,
-        train_set,
-        val_set,
-        recipe=recipe,
-        distill=True,
-        checkpoints=Checkpoints(tmp_path / "ckpt", "k"),
-        device=torch.device("cpu"),
-        report=Reporter(None),
-    )
-    assert len(curves) == 2 and len(summary["val_acc"]) == 3
+    recipe = Recipe(epochs=1, batch_size=64, lr=0.2, warmup_epochs=0.0)  # 16 steps
+    checkpoints = Checkpoints(tmp_path / "ckpt", "k")
+    run = dict(recipe=recipe, distill=True, checkpoints=checkpoints, device=torch.device("cpu"), report=Reporter(None))
+    model, curves, summary = train_slimmable(model, train_set, val_set, **run)
+    assert len(curves) == 1 and len(summary["val_acc"]) == 3
     for width in range(3):
-        assert curves[-1][f"train_loss_{width}"] < curves[0][f"train_loss_{width}"] or curves[0][f"train_loss_{width}"] < 2.0
-        assert summary["val_acc"][width] > 30.0, summary  # 10 classes: chance is 10%
+        assert summary["val_acc"][width] > 25.0, summary  # 10 classes: chance is 10%
     # Every width's BNs hold statistics of their own, not a shared copy.
     first = model.switchable_bns()[1]
     assert not torch.allclose(first.bns[0].running_mean[: first.bns[2].num_features], first.bns[2].running_mean)
     assert isinstance(model.plain(2).blocks[0].body[0][1], nn.BatchNorm2d)
+    # A run killed after its last epoch resumes from the checkpoint: same weights, no retraining.
+    again, curves_again, _ = train_slimmable(SlimmableNetwork(specs), train_set, val_set, **run)
+    assert curves_again == curves
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
