@@ -44,3 +44,7 @@ def save_torch(path: Path, obj: Any) -> None:
             torch.save(obj, f)
 
     _atomic(path, write)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, lambda p: p.write_bytes(data))

@@ -157,6 +157,45 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
     out.print(f"gain of optimized over uniform: {metrics['gain_top1']:+.2f} top-1 points")
 
 
+@app.command()
+@user_errors
+def slimmable(params: Path = PARAMS, device: str = DEVICE) -> None:
+    """One network with switchable BN for every slimmable.targets budget, scored per width (off when no targets)."""
+    from slimnet.pipeline.common import pick_device
+    from slimnet.pipeline.slimmable import run_slimmable
+
+    p = _load(params)
+    _print_summary("slimmable", run_slimmable(p.model, p.extrapolate, p.slimmable, p.slimmable_recipe(), device=pick_device(device)))
+
+
+@app.command()
+@user_errors
+def export(
+    spec: Path = typer.Argument(None, help="An arch spec (JSON). Leave out with MODEL to run the export stage."),
+    model: Path = typer.Argument(None, help="Its trained weights (a train stage's model.pt, or a state dict)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript"),
+    out_path: Path = typer.Option(None, "--out", help="Where to write (default: MODEL with .onnx / .torchscript.pt)."),
+) -> None:
+    """BN-folded ONNX / TorchScript checked against PyTorch: of SPEC MODEL, or (no arguments) the stage: every trained network."""
+    if spec is None and model is None:
+        from slimnet.pipeline.export import run_export
+
+        _print_summary("export", run_export())
+        return
+    if spec is None or model is None:
+        raise SlimnetError("export needs both SPEC and MODEL (or neither, to run the export stage)")
+    from slimnet.arch import load_spec
+    from slimnet.export import FORMATS, SUFFIX, export_file
+    from slimnet.trained import load_trained
+
+    if fmt not in FORMATS:
+        raise SlimnetError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    arch_spec = load_spec(spec)
+    target = out_path if out_path is not None else model.with_name(model.name.split(".")[0] + SUFFIX[fmt])
+    written = export_file(load_trained(arch_spec, model), arch_spec, fmt, target)
+    out.print(f"wrote {target} ({written['bytes']:,} bytes); max |{fmt} - PyTorch| = {written['max_abs_error']:.2g}")
+
+
 def main() -> None:
     """Entry point: the stage commands, plus the arch tools when the command line asks for them."""
     if sys.argv[1:2] in ([], ["arch"], ["--help"], ["-h"]):

@@ -136,6 +136,24 @@ class EvaluateParams(Section):
     latency_runs: PositiveInt = 30
 
 
+class SlimmableParams(Section):
+    """One network with switchable BN for several FLOPs targets (empty list: off, the stage only
+    records that). Each target is extrapolated from the search trajectory like search.flops."""
+
+    targets: list[Size] = []
+    distill: bool = True  # narrower widths learn from the widest's predictions (in-place distillation)
+    epochs: Optional[PositiveInt] = None  # null: train.epochs, so each width compares fairly with individual training
+
+    @field_validator("targets")
+    @classmethod
+    def _distinct_budgets(cls, value: list[int]) -> list[int]:
+        if len(value) == 1:
+            raise ValueError("give two or more FLOPs targets (e.g. [4M, 6M, 8M]), or [] to leave the slimmable network off")
+        if len(set(value)) != len(value):
+            raise ValueError(f"targets must differ, got {value}")
+        return sorted(value, reverse=True)  # widest first: it is the teacher of the others
+
+
 class Params(Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -145,6 +163,20 @@ class Params(Section):
     extrapolate: ExtrapolateParams = ExtrapolateParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    slimmable: SlimmableParams = SlimmableParams()
+
+    @model_validator(mode="after")
+    def _slimmable_epochs_after_warmup(self) -> "Params":
+        epochs = self.slimmable.epochs
+        if epochs is not None and self.train.warmup_epochs >= epochs:
+            raise ValueError(f"slimmable.epochs ({epochs}) must be above train.warmup_epochs ({self.train.warmup_epochs})")
+        return self
+
+    def slimmable_recipe(self) -> TrainParams:
+        """The train recipe, with slimmable.epochs when set."""
+        if self.slimmable.epochs is None:
+            return self.train
+        return self.train.model_copy(update={"epochs": self.slimmable.epochs})
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

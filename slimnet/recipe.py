@@ -20,7 +20,7 @@ class Recipe(BaseModel):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = True
     weight_decay: Annotated[float, Field(ge=0)] = 4e-5
-    schedule: Literal["linear", "cosine"] = "cosine"
+    schedule: Literal["linear", "cosine", "step"] = "cosine"  # step: x0.1 at 30/60/90% of the epochs
     warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     seed: int = 0

@@ -175,3 +175,43 @@ def test_every_preset_is_a_valid_params_file():
     assert len(presets) >= 4
     for preset in presets:
         load_params(preset)  # raises SlimnetError naming the key on any problem
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("slimmable:\n  targets: [6M]\n", "two or more"),
+        ("slimmable:\n  targets: [6M, 6000000]\n", "must differ"),
+        ("slimmable:\n  targets: [6M, 4O0K]\n", "4O0K"),
+        ("slimmable:\n  targets: 6M\n", "slimmable.targets"),
+        ("slimmable:\n  distill: sometimes\n", "slimmable.distill"),
+        ("train:\n  schedule: steps\n", "train.schedule"),
+        ("slimmable:\n  epochs: 0\n", "slimmable.epochs"),
+        ("train:\n  epochs: 4\n  warmup_epochs: 1\nslimmable:\n  epochs: 1\n", "slimmable.epochs (1) must be above"),
+    ],
+)
+def test_slimmable_and_schedule_params_fail_in_one_line(tmp_path, text, shown):
+    message = load_error(tmp_path, text)
+    assert "slimmable" in message or "schedule" in message
+    assert shown in message
+
+
+def test_slimmable_targets_are_sizes_widest_first(tmp_path):
+    params = load_params(write(tmp_path, "slimmable:\n  targets: [4M, 8M, 6.5M]\n"))
+    assert params.slimmable.targets == [8_000_000, 6_500_000, 4_000_000]
+    assert Params().slimmable.targets == []  # off by default
+    assert params.slimmable_recipe() == params.train  # same recipe unless slimmable.epochs is set
+    shorter = load_params(write(tmp_path, "train:\n  epochs: 5\nslimmable:\n  epochs: 2\n"))
+    assert shorter.slimmable_recipe().epochs == 2 and shorter.slimmable_recipe().lr == shorter.train.lr
+
+
+def test_slimmable_command_with_bad_targets_exits_2_and_writes_nothing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from slimnet.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "slimmable:\n  targets: [6M]\n")
+    result = CliRunner().invoke(app, ["slimmable"])
+    assert result.exit_code == 2 and "slimmable.targets" in result.stderr
+    assert not (tmp_path / "stages").exists()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.realdata import needs_fashion_mnist
@@ -86,6 +87,9 @@ def test_all_stages_write_their_outputs(project):
         "stages/train/uniform/model.pt",
         "stages/evaluate/metrics.json",
         "stages/evaluate/accuracy_vs_flops.csv",
+        "stages/export/optimized.onnx",
+        "stages/export/uniform.torchscript.pt",
+        "stages/export/metrics.json",
     ):
         assert (project / path).is_file(), path
 
@@ -108,6 +112,30 @@ def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
     cost = metrics["search_cost"]
     assert cost["supernet_train_flops"] > 0 and cost["search_flops"] > 0
     assert cost["direct_flops_est"] > cost["supernet_train_flops"] + cost["search_flops"] and cost["saving_x"] > 1
+
+
+def test_exported_networks_are_the_trained_ones(project):
+    """The stage's ONNX gives the trained network's outputs on real test images."""
+    from slimnet.arch import load_spec
+    from slimnet.data import load_split
+    from slimnet.export import run_onnx
+    from slimnet.trained import load_trained
+
+    metrics = load(project, "stages/export/metrics.json")
+    assert metrics["check"]["passed"] is True
+    for variant in ("optimized", "uniform"):
+        data = (project / f"stages/export/{variant}.onnx").read_bytes()
+        assert metrics[variant]["onnx_bytes"] == len(data)
+        assert metrics[variant]["torchscript_bytes"] == (project / f"stages/export/{variant}.torchscript.pt").stat().st_size
+        spec = load_spec(project / f"stages/extrapolate/{variant}.json")
+        model = load_trained(spec, project / f"stages/train/{variant}/model.pt")
+        x, _ = next(load_split(project / "data/full/test.pt").batches(64, shuffle=False, augment=False))
+        x = x.contiguous()
+        with torch.no_grad():
+            expected = model(x)
+        assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
+    errors = load(project, "stages/export/timings.json")["errors"]  # measured: beside the outputs
+    assert 0 <= errors["optimized"]["onnx_max_abs_error"] < 1e-3
 
 
 def test_search_trajectory_is_target_independent_and_complete(project):
@@ -185,11 +213,47 @@ def out_hashes(project: Path, stage: str) -> dict[str, str]:
     return hashes
 
 
-@pytest.mark.parametrize("stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform"])
+@pytest.mark.parametrize("stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform", "export"])
 def test_forcing_a_stage_rewrites_the_same_bytes_and_leaves_nothing_stale(project, stage):
     assert changed_stages(dvc(project, "status")) == []
     before = out_hashes(project, stage)
     dvc(project, "repro", "-f", "-s", stage)
     assert out_hashes(project, stage) == before
     # Same bytes, so nothing downstream is stale (no 15-minute rerun for nothing).
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(project):
+    """Off by default (an empty record); with two targets, one of them search.flops, it trains
+    one network, compares that width with the optimized network, and exports a file per width."""
+    from slimnet.data import load_split
+    from slimnet.export import run_onnx
+    from slimnet.trained import load_slimmable
+
+    assert load(project, "stages/slimmable/metrics.json")["targets"] == []
+    assert load(project, "stages/export/slimmable/widths.json") == {}
+    flops = yaml.safe_load((project / "params.yaml").read_text())["search"]["flops"]
+    set_params(project, {"slimmable": {"targets": [flops, "4M"], "epochs": 1}})  # 1 epoch: keeps the test short
+    log = dvc(project, "repro")
+    assert "Running stage 'slimmable'" in log and "Running stage 'export'" in log
+    assert "Stage 'train@optimized' didn't change, skipping" in log
+    rows = load(project, "stages/slimmable/metrics.json")["targets"]
+    assert [r["target_flops"] for r in rows] == [int(float(flops[:-1]) * 1e6), 4_000_000]
+    assert rows[0]["flops"] > rows[1]["flops"] and abs(rows[1]["flops"] / 4e6 - 1) <= 0.01
+    optimized = load(project, "stages/evaluate/metrics.json")["optimized"]
+    assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == optimized["top1"]
+    assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - optimized["top1"], abs=1e-3)
+    assert rows[1]["individual"] is None  # no individually trained network at 4M in this run
+    assert all(10.0 < r["top1"] <= 100.0 for r in rows)
+    network, targets = load_slimmable(project / "stages/slimmable/model.pt")
+    widths = load(project, "stages/export/slimmable/widths.json")
+    assert sorted(widths) == sorted(f"slimmable/{n}" for n in ("4M", flops))
+    x, _ = next(load_split(project / "data/full/test.pt").batches(32, shuffle=False, augment=False))
+    x = x.contiguous()
+    for index, name in enumerate((flops, "4M")):
+        network.switch(index)
+        with torch.no_grad():
+            expected = network(x)
+        data = (project / f"stages/export/slimmable/{name}.onnx").read_bytes()
+        assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
     assert changed_stages(dvc(project, "status")) == []

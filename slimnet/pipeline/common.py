@@ -20,6 +20,16 @@ VARIANTS = ("optimized", "uniform")
 TIMINGS = "timings.json"  # untracked, see write_timings
 
 
+def trained_model(variant: str) -> Path:
+    """Where the train stage writes a variant's model: export and slimmable read it from here only."""
+    return STAGES / "train" / variant / "model.pt"
+
+
+def variant_spec(variant: str) -> Path:
+    """The arch spec a variant was trained from."""
+    return STAGES / "extrapolate" / f"{variant}.json"
+
+
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,141 @@
+"""slimmable stage: one network with switchable BN for every slimmable.targets budget.
+
+Each target is extrapolated from the same search trajectory as search.flops (so the target
+equal to search.flops gives exactly the optimized network's channels), the widths are trained
+jointly from scratch with the train recipe, and each is scored on the test split beside the
+individually trained network of the same channels where the pipeline has one (the optimized
+network). Off by default: with no targets the stage writes an empty record in a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic, transfer
+from slimnet.arch import ArchSpec, load_spec
+from slimnet.checkpoint import Checkpoints, fingerprint
+from slimnet.config import ExtrapolateParams, ModelParams, SlimmableParams, TrainParams
+from slimnet.data import load_split
+from slimnet.errors import SlimnetError
+from slimnet.nn.switchable import SlimmableNetwork
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, trained_model, variant_spec, write_csv, write_timings
+from slimnet.pipeline.specs import full_uniform
+from slimnet.progress import reporter
+from slimnet.scoring import accuracy
+from slimnet.search import Trajectory
+from slimnet.slimmable import train_slimmable
+from slimnet.trained import load_trained, save_slimmable_blob
+
+SLIMMABLE = STAGES / "slimmable"
+
+
+def target_specs(model: ModelParams, extrapolate: ExtrapolateParams, targets: list[int]) -> list[ArchSpec]:
+    """The full network's channels for each FLOPs target, picked and extrapolated as extrapolate does."""
+    meta = read_json(DATA / "meta.json", "data")
+    trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
+    full = full_uniform(model, meta)
+    specs = []
+    for target in targets:
+        try:
+            result = transfer.extrapolate(
+                trajectory.points,
+                projected_uniform=trajectory.reference,
+                full_uniform=full,
+                target_flops=target,
+                target_params=None,
+                stacking=extrapolate.stacking,
+                divisor=model.divisor,
+                tolerance=extrapolate.tolerance,
+            )
+        except transfer.OutOfRange as error:
+            raise SlimnetError(f"slimmable.targets: {target:,} FLOPs: {error}") from None
+        specs.append(result["optimized"])
+    return specs
+
+
+def run_slimmable(
+    model_params: ModelParams,
+    extrapolate: ExtrapolateParams,
+    slimmable: SlimmableParams,
+    recipe: TrainParams,
+    *,
+    device: torch.device,
+    out_dir: Path = SLIMMABLE,
+) -> dict:
+    if not slimmable.targets:
+        atomic.save_torch(out_dir / "model.pt", save_slimmable_blob(None, []))
+        atomic.write_text(out_dir / "curves.csv", "epoch\n")
+        metrics = {"targets": [], "note": "off: set slimmable.targets (e.g. [4M, 6M, 8M]) to train one network for them"}
+        atomic.write_json(out_dir / "metrics.json", metrics)
+        return metrics
+    specs = target_specs(model_params, extrapolate, slimmable.targets)
+    train_set = load_split(DATA / "full" / "train.pt", device)
+    val_set = load_split(DATA / "full" / "val.pt", device)
+    torch.manual_seed(recipe.seed)
+    network = SlimmableNetwork(specs)
+    key = fingerprint(
+        {
+            "specs": [s.model_dump(mode="json") for s in specs],
+            "recipe": recipe.recipe_fields(),
+            "distill": slimmable.distill,
+            "train": len(train_set),
+        }
+    )
+    checkpoints = Checkpoints(CHECKPOINTS / "slimmable", key)
+    with reporter() as report:
+        network, curves, summary = train_slimmable(
+            network,
+            train_set,
+            val_set,
+            recipe=recipe,
+            distill=slimmable.distill,
+            checkpoints=checkpoints,
+            device=device,
+            report=report,
+        )
+    atomic.save_torch(out_dir / "model.pt", save_slimmable_blob(network, slimmable.targets))
+    rows = compare_with_individual(network, slimmable.targets, load_split(DATA / "full" / "test.pt", device), device)
+    metrics = {"targets": rows, "distill": slimmable.distill, "epochs": recipe.epochs}
+    atomic.write_json(out_dir / "metrics.json", metrics)
+    write_csv(out_dir / "curves.csv", curves)
+    write_timings(out_dir, {"train_seconds": summary["train_seconds"]})
+    checkpoints.clear()
+    return {**metrics, "train_seconds": summary["train_seconds"]}
+
+
+def compare_with_individual(network: SlimmableNetwork, targets: list[int], test_set, device: torch.device) -> list[dict]:
+    """Test top-1 of every width, and of the individually trained network with the same channels.
+
+    The pipeline trains one such network: the optimized one at search.flops, whose channels a
+    target equal to search.flops reproduces exactly. Other targets have none here (null): run
+    `dvc exp run -S search.flops=<target>` to train it, and compare.
+    """
+    optimized = load_spec(variant_spec("optimized"))
+    individual_top1 = None
+    rows = []
+    for index, (target, spec) in enumerate(zip(targets, network.specs)):
+        network.switch(index)
+        top1, _ = accuracy(network, test_set.batches(1000, shuffle=False, augment=False))
+        cost = spec.cost()
+        row = {
+            "target_flops": target,
+            "flops": cost.flops,
+            "params": cost.params,
+            "top1": round(top1, 3),
+            "individual": None,
+            "individual_top1": None,
+            "gap_top1": None,
+        }
+        if spec.channels == optimized.channels:
+            if individual_top1 is None:
+                alone = load_trained(optimized, trained_model("optimized")).to(device, memory_format=torch.channels_last)
+                individual_top1, _ = accuracy(alone, test_set.batches(1000, shuffle=False, augment=False))
+            row.update(
+                individual="optimized",
+                individual_top1=round(individual_top1, 3),
+                gap_top1=round(top1 - individual_top1, 3),
+            )
+        rows.append(row)
+    return rows
