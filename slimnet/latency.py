@@ -221,7 +221,15 @@ def calibrate(
     if scale <= 0:  # a fit that inverts the table's order is noise: keep the plain sum
         scale = 1.0
     overhead = mean_y - scale * mean_x
-    calibration = [{"width": w, "measured_ms": round(measured[w], ROUND), "layer_sum_ms": round(summed[w], ROUND)} for w in specs]
+    calibration = [
+        {
+            "width": w,
+            "measured_ms": round(measured[w], ROUND),
+            "layer_sum_ms": round(summed[w], ROUND),
+            "predicted_ms": round(scale * summed[w] + overhead, ROUND),  # the fit's residual shows the table's quality
+        }
+        for w in specs
+    ]
     return table.model_copy(update={"scale": round(scale, ROUND), "overhead_ms": round(overhead, ROUND), "calibration": calibration})
 
 

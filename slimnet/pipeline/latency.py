@@ -35,7 +35,9 @@ def run_latency(model: ModelParams, params: LatencyParams, out_dir: Path = STAGE
     network_timing = Timing(threads=params.threads, repeats=max(params.repeats, 20))
     table = build_table(reference, device=device, timing=layer_timing, calibration_timing=network_timing)
     table.save(out_dir / "table.json")
+    fit_error = max(abs(c["predicted_ms"] / c["measured_ms"] - 1) for c in table.calibration)
     return {
+        "fit_error": round(fit_error, 4),  # largest error of the fit on its own uniform networks
         "device": table.device_name,
         "threads": table.threads,
         "layers": len(table.layers),
