@@ -48,7 +48,8 @@ def main() -> None:
     points = trajectory.points
     chosen = sorted({round(i * (len(points) - 1) / max(1, args.points - 1)) for i in range(args.points)})
     specs = {
-        points[i].step: full.with_channels(_full_channels(points[i], trajectory.reference, full, args.stacking, 8)) for i in chosen
+        points[i].step: full.with_channels(_full_channels(points[i], trajectory.reference, full, args.stacking, 8))
+        for i in chosen
     }
     predicted = {step: predict_spec_ms(table, spec) for step, spec in specs.items()}
     rounds: dict[int, list[float]] = {step: [] for step in specs}

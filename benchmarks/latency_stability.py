@@ -71,11 +71,23 @@ def main() -> None:
     for label, figures in (("old (median of 20 calls)", old), ("new (slimnet.measure)", new)):
         print(label)
         for name, values in figures.items():
-            print(f"  {name:9s} median {statistics.median(values):7.3f} ms  spread {spread(values):6.1%}  [" + ", ".join(f"{v:.3f}" for v in values) + "]")
-        same = sum((o < u) == (statistics.median(figures['optimized']) < statistics.median(figures['uniform'])) for o, u in zip(figures["optimized"], figures["uniform"]))
+            print(
+                f"  {name:9s} median {statistics.median(values):7.3f} ms  spread {spread(values):6.1%}  ["
+                + ", ".join(f"{v:.3f}" for v in values)
+                + "]"
+            )
+        same = sum(
+            (o < u) == (statistics.median(figures["optimized"]) < statistics.median(figures["uniform"]))
+            for o, u in zip(figures["optimized"], figures["uniform"])
+        )
         ratios = [o / u for o, u in zip(figures["optimized"], figures["uniform"])]
-        print(f"  optimized/uniform ratio {statistics.median(ratios):.3f} spread {spread(ratios):.1%}; same order in {same}/{args.repeats} repeats")
-    print("new way, within-measurement spread (median over repeats): " + ", ".join(f"{n} {statistics.median(v):.1%}" for n, v in inner.items()))
+        print(
+            f"  optimized/uniform ratio {statistics.median(ratios):.3f} spread {spread(ratios):.1%}; same order in {same}/{args.repeats} repeats"
+        )
+    print(
+        "new way, within-measurement spread (median over repeats): "
+        + ", ".join(f"{n} {statistics.median(v):.1%}" for n, v in inner.items())
+    )
 
 
 if __name__ == "__main__":

@@ -25,13 +25,14 @@ from typing import Literal
 
 from slimnet.arch import ArchSpec
 from slimnet.errors import SlimnetError
+from slimnet.flops import cost
 from slimnet.latency import LatencyTable, predict_ms
 from slimnet.search import TrajectoryPoint
 from slimnet.space import Blueprint
 from slimnet.transfer import (
-    CostFn,
     K_HIGH,
     K_LOW,
+    CostFn,
     OutOfRange,
     _same_network,
     format_size,
@@ -80,17 +81,13 @@ class Costs:
         function = self.function(metric)
         if function is not None:
             return function(blueprint, channels, resolution)
-        from slimnet.flops import cost
-
         return getattr(cost(blueprint, channels, resolution), metric)
 
     def of_spec(self, metric: BudgetMetric, spec: ArchSpec) -> float:
         return self.of(metric, spec.blueprint(), spec.channels, spec.resolution)
 
 
-def _full_channels(
-    point: TrajectoryPoint, projected: ArchSpec, full: ArchSpec, stacking: str, divisor: int
-) -> dict[str, int]:
+def _full_channels(point: TrajectoryPoint, projected: ArchSpec, full: ArchSpec, stacking: str, divisor: int) -> dict[str, int]:
     """The point's widths on the full network at k = 1 (as they are without projection)."""
     if _same_network(projected, full):
         return dict(point.channels)
@@ -150,7 +147,16 @@ def check_budgets(budgets: Sequence[Budget], ratios: dict[str, list[float]], ful
     return max(chosen.values())
 
 
-def _largest_k(costs: Costs, metric: BudgetMetric, blueprint: Blueprint, multipliers: dict, base: dict, resolution: int, target: float, divisor: int) -> float:
+def _largest_k(
+    costs: Costs,
+    metric: BudgetMetric,
+    blueprint: Blueprint,
+    multipliers: dict,
+    base: dict,
+    resolution: int,
+    target: float,
+    divisor: int,
+) -> float:
     """The largest global factor k whose network still costs at most ``target`` (geometric bisection)."""
     low, high = K_LOW, K_HIGH
 
@@ -194,14 +200,23 @@ def extrapolate_within(
         stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)  # type: ignore[arg-type]
         base, blueprint = dict(full_uniform.channels), full_uniform.blueprint()
         limits = {
-            b.metric: _largest_k(costs, b.metric, blueprint, stacked, base, full_uniform.resolution, b.target, divisor) for b in budgets
+            b.metric: _largest_k(costs, b.metric, blueprint, stacked, base, full_uniform.resolution, b.target, divisor)
+            for b in budgets
         }
         binding = min(budgets, key=lambda b: limits[b.metric])
         optimized, k = match_cost(
-            full_uniform, stacked, base, int(round(binding.target)) if binding.metric != "latency" else binding.target,
-            binding.metric, divisor, tolerance, costs.function(binding.metric),  # type: ignore[arg-type]
+            full_uniform,
+            stacked,
+            base,
+            int(round(binding.target)) if binding.metric != "latency" else binding.target,
+            binding.metric,
+            divisor,
+            tolerance,
+            costs.function(binding.metric),  # type: ignore[arg-type]
         )
-        optimized = optimized.model_copy(update={"note": f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking}), bound by {binding.metric}"})
+        optimized = optimized.model_copy(
+            update={"note": f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking}), bound by {binding.metric}"}
+        )
     for budget in budgets:
         reached = costs.of_spec(budget.metric, optimized)
         if reached > budget.target * (1 + tolerance):

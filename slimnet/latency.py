@@ -13,15 +13,16 @@ carries are counted too.
 from __future__ import annotations
 
 import bisect
-import os
 import platform
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from slimnet import atomic
 from slimnet.arch import ArchSpec
 from slimnet.errors import SlimnetError
 from slimnet.flops import conv_out
@@ -67,15 +68,11 @@ class LatencyTable(BaseModel):
     overhead_ms: float
     calibration: list[dict]  # per uniform width: measured and summed-layer ms (the fit's data)
 
-    def save(self, path) -> None:
-        from slimnet import atomic
-
-        atomic.write_text(path, self.model_dump_json(indent=1) + "\n")
+    def save(self, path: Path) -> None:
+        atomic.write_text(Path(path), self.model_dump_json(indent=1) + "\n")
 
     @classmethod
-    def load(cls, path) -> "LatencyTable":
-        from pathlib import Path
-
+    def load(cls, path: Path) -> "LatencyTable":
         path = Path(path)
         if not path.is_file():
             raise SlimnetError(f"{path} not found: run `dvc repro latency` first")
@@ -186,7 +183,16 @@ def build_table(
             key = (layer.conv.kernel, layer.conv.stride, layer.depthwise, layer.conv.act, layer.size, tuple(cins), tuple(couts))
         if key not in cache:
             cache[key] = _measure_layer(layer, cins or [0], couts, reference.in_channels, reference.num_classes, timing, device)
-        rows.append(TableLayer(name=layer.name, in_unit=layer.in_unit, out_unit=layer.out_unit or blueprint.last_unit, cin=cins, cout=couts, ms=cache[key]))
+        rows.append(
+            TableLayer(
+                name=layer.name,
+                in_unit=layer.in_unit,
+                out_unit=layer.out_unit or blueprint.last_unit,
+                cin=cins,
+                cout=couts,
+                ms=cache[key],
+            )
+        )
     table = LatencyTable(
         device=device.type,
         device_name=device_name(device),
@@ -230,7 +236,9 @@ def calibrate(
         }
         for w in specs
     ]
-    return table.model_copy(update={"scale": round(scale, ROUND), "overhead_ms": round(overhead, ROUND), "calibration": calibration})
+    return table.model_copy(
+        update={"scale": round(scale, ROUND), "overhead_ms": round(overhead, ROUND), "calibration": calibration}
+    )
 
 
 def _uniform_like(reference: ArchSpec, width: float) -> ArchSpec:
@@ -289,7 +297,3 @@ def predict_spec_ms(table: LatencyTable, spec: ArchSpec) -> float:
 def current_device_matches(table: LatencyTable, device: torch.device) -> bool:
     """Whether this machine is the one the table was measured on (same processor or GPU name)."""
     return table.device == device.type and table.device_name == device_name(device)
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -123,7 +123,9 @@ def measure_many(
     return {name: _estimate(per_call[name], timing.quantile, calls[name]) for name in runs}
 
 
-def forward_of(model: nn.Module, in_channels: int, resolution: int, device: torch.device = torch.device("cpu")) -> Callable[[], object]:
+def forward_of(
+    model: nn.Module, in_channels: int, resolution: int, device: torch.device = torch.device("cpu")
+) -> Callable[[], object]:
     """A batch-1 forward of ``model`` in eval mode, channels-last, on ``device``."""
     model = model.eval().to(device, memory_format=torch.channels_last)
     x = torch.randn(1, in_channels, resolution, resolution, device=device).to(memory_format=torch.channels_last)

@@ -39,9 +39,9 @@ def late_then_early() -> list[TrajectoryPoint]:
     early, late = set(units[: len(units) // 2]), set(units[len(units) // 2 :])
     scales = [(1.5, w) for w in (1.5, 1.2, 0.9, 0.6, 0.4)] + [(w, 0.4) for w in (1.2, 0.9, 0.6, 0.4)]
     points = []
-    for step, (e, l) in enumerate(scales):
-        channels = {u: max(2, round(c * (e if u in early else l))) for u, c in PROJECTED.channels.items()}
-        assert early and late
+    assert early and late
+    for step, (early_scale, late_scale) in enumerate(scales):
+        channels = {u: max(2, round(c * (early_scale if u in early else late_scale))) for u, c in PROJECTED.channels.items()}
         points.append(point(step, channels))
     return points
 
@@ -51,8 +51,14 @@ TRAJECTORY = late_then_early()
 
 def run(budgets: list[Budget]) -> dict:
     return extrapolate_within(
-        TRAJECTORY, budgets, projected_uniform=PROJECTED, full_uniform=FULL, costs=Costs(None),
-        stacking="average", divisor=8, tolerance=TOLERANCE,
+        TRAJECTORY,
+        budgets,
+        projected_uniform=PROJECTED,
+        full_uniform=FULL,
+        costs=Costs(None),
+        stacking="average",
+        divisor=8,
+        tolerance=TOLERANCE,
     )
 
 

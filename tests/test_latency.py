@@ -10,7 +10,7 @@ import torch
 
 from slimnet.arch import ArchSpec, uniform_spec
 from slimnet.budgets import Budget, Costs, extrapolate_within
-from slimnet.latency import _lookup, _layer_module, build_table, layers_of, predict_spec_ms
+from slimnet.latency import _layer_module, _lookup, build_table, layers_of, predict_spec_ms
 from slimnet.measure import Timing, forward_of, measure_many, network_latency
 from slimnet.nn.network import Network
 from slimnet.search import CostRatio, TrajectoryPoint
@@ -55,7 +55,11 @@ def test_prediction_tracks_measurement_on_networks_the_fit_never_saw(table):
 
 def test_layer_lookup_between_grid_widths_matches_the_layer_measured_alone(table):
     blueprint = REFERENCE.blueprint()
-    layer = next(l for l in layers_of(blueprint, REFERENCE.resolution) if l.conv is not None and l.conv.kernel == 3 and l.in_unit != "input")
+    layer = next(
+        x
+        for x in layers_of(blueprint, REFERENCE.resolution)
+        if x.conv is not None and x.conv.kernel == 3 and x.in_unit != "input"
+    )
     row = next(r for r in table.layers if r.name == layer.name)
     # Exactly on the grid, the lookup is the measured entry.
     assert _lookup(row, row.cin[-1], row.cout[-1]) == row.ms[-1][-1]
@@ -75,8 +79,16 @@ def uniform_points(widths: list[float]) -> list[TrajectoryPoint]:
         c = spec.cost()
         points.append(
             TrajectoryPoint(
-                step=step, slimmed=None, flops=c.flops, params=c.params, memory=c.memory, accuracy=0.0, loss=0.0,
-                evaluations=0, ratio=CostRatio(flops=c.flops / base.flops, params=c.params / base.params), channels=spec.channels,
+                step=step,
+                slimmed=None,
+                flops=c.flops,
+                params=c.params,
+                memory=c.memory,
+                accuracy=0.0,
+                loss=0.0,
+                evaluations=0,
+                ratio=CostRatio(flops=c.flops / base.flops, params=c.params / base.params),
+                channels=spec.channels,
             )
         )
     return points
@@ -88,8 +100,14 @@ def test_latency_budget_binds_over_a_loose_flops_budget(table):
     target = 0.8 * full_ms
     budgets = [Budget("latency", target), Budget("flops", REFERENCE.cost().flops)]
     result = extrapolate_within(
-        points, budgets, projected_uniform=REFERENCE, full_uniform=REFERENCE, costs=Costs(table),
-        stacking="average", divisor=2, tolerance=0.01,
+        points,
+        budgets,
+        projected_uniform=REFERENCE,
+        full_uniform=REFERENCE,
+        costs=Costs(table),
+        stacking="average",
+        divisor=2,
+        tolerance=0.01,
     )
     assert result["binding"] == "latency"
     optimized = result["optimized"]

@@ -1,4 +1,4 @@
-"""extrapolate stage: the trajectory point for the target, mapped to the full network, and the uniform baseline."""
+"""extrapolate stage: the trajectory point for the budgets, mapped to the full network and matched to the binding budget, and the uniform baseline on it."""
 
 from __future__ import annotations
 
