@@ -193,7 +193,7 @@ class TrainParams(Recipe):
 
 class EvaluateParams(Section):
     batch_size: PositiveInt = 512
-    latency_runs: PositiveInt = 30
+    latency_runs: PositiveInt = 200  # timed blocks (slimnet.measure.Timing.repeats)
 
 
 class Params(Section):

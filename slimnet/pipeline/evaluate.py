@@ -91,7 +91,7 @@ def run_evaluate(
         }
         timed[variant] = (_cpu_copy(model), spec)
     # Both networks measured interleaved, block by block: a burst of load hits both alike.
-    timing = Timing(threads=latency_params.threads, repeats=max(evaluate.latency_runs, 20))
+    timing = Timing(threads=latency_params.threads, repeats=evaluate.latency_runs)
     measured = network_latency(
         {v: (m, s.in_channels, s.resolution) for v, (m, s) in timed.items()}, timing, latency_device
     )
