@@ -44,7 +44,7 @@ def main() -> None:
         table = build_table(
             full, timing=Timing(threads=args.threads, warmup_ms=50.0, repeats=30), calibration_timing=Timing(threads=args.threads)
         )
-        print(f"table measured in {time.perf_counter() - start:.0f} s: scale {table.scale}, overhead {table.overhead_ms} ms")
+        print(f"table measured in {time.perf_counter() - start:.0f} s: overhead {table.overhead_ms} ms")
     points = trajectory.points
     chosen = sorted({round(i * (len(points) - 1) / max(1, args.points - 1)) for i in range(args.points)})
     specs = {

@@ -1,6 +1,6 @@
 """Repeat-to-repeat agreement of batch-1 latency: the old measurement against slimnet.measure.
 
-    python benchmarks/latency_stability.py [--repeats 6] [--threads 1]
+    python benchmarks/latency_stability.py [--repeats 6] [--threads 1] [--no-realtime]
 
 Measures the default pipeline's two networks (stages/extrapolate/{optimized,uniform}.json) and a
 third, 1.5x wider uniform network, ``--repeats`` times each way, alternating the ways so load
@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-realtime", action="store_true", help="measure the new way at normal priority")
     args = parser.parse_args()
     torch.manual_seed(0)
     specs = {name: load_spec(f"stages/extrapolate/{name}.json") for name in ("optimized", "uniform")}
@@ -57,7 +58,7 @@ def main() -> None:
         ref.arch, 0.5, resolution=ref.resolution, num_classes=ref.num_classes, in_channels=ref.in_channels, cifar=ref.cifar
     )
     runs = {name: forward_of(Network(spec.blueprint()), spec.in_channels, spec.resolution) for name, spec in specs.items()}
-    timing = Timing(threads=args.threads)
+    timing = Timing(threads=args.threads, realtime=not args.no_realtime)
     old: dict[str, list[float]] = {name: [] for name in runs}
     new: dict[str, list[float]] = {name: [] for name in runs}
     inner: dict[str, list[float]] = {name: [] for name in runs}

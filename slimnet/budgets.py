@@ -2,7 +2,8 @@
 network that satisfies all of them.
 
 Each budget picks its own trajectory point (the first whose cost ratio to the uniform 1.0x
-network is at most the target's); the tightest budget picks the latest point. That point's
+network is at most the target's); the tightest budget picks the latest point (the first one
+within every budget at once, where a cost does not fall strictly along the trajectory). That point's
 widths are carried to the full network and scaled by the largest global factor k that keeps
 every budget: the budget that stops k first is the binding one, and the network is matched to
 it within ``tolerance`` exactly as a single target is. The uniform baseline is matched on the
@@ -144,7 +145,19 @@ def check_budgets(budgets: Sequence[Budget], ratios: dict[str, list[float]], ful
             f"choose between {show(loosest.metric, min(values) * full_cost, 'up')} "
             f"and {show(loosest.metric, max(values) * full_cost, 'down')}"
         )
-    return max(chosen.values())
+    # The first point within every budget at once. With costs that fall along the trajectory
+    # this is the latest of the budgets' own points; predicted latency need not fall strictly
+    # (the table is a measurement), so every budget is checked at the point itself.
+    start = max(chosen.values())
+    limits = {b.metric: b.target / full_costs[b.metric] for b in budgets}
+    for index in range(start, len(next(iter(ratios.values())))):
+        if all(ratios[metric][index] <= limit for metric, limit in limits.items()):
+            return index
+    raise OutOfRange(
+        "no point of the search is within "
+        + " and ".join(f"search.{b.metric} {show(b.metric, b.target)}" for b in budgets)
+        + " at once: relax one of them"
+    )
 
 
 def _largest_k(

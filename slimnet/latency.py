@@ -5,7 +5,8 @@ activation, a projection shortcut, the pooled classifier) is timed on its own, a
 input resolution, on a grid of input and output widths (fractions of the reference network's
 channels). A configuration's latency is the sum of its layers' times, each interpolated
 (piecewise linear; linear beyond the grid) between the measured widths, then mapped through
-``scale * sum + overhead``: both fitted by least squares on uniform networks measured end to
+``sum + overhead``: the overhead is the median of (measured - summed) over uniform networks
+measured end to
 end, so the residual adds, the pooling and the per-call cost of Python that no single layer
 carries are counted too.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import platform
+import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,6 @@ class LatencyTable(BaseModel):
     in_channels: int
     num_classes: int
     layers: list[TableLayer]
-    scale: float
     overhead_ms: float
     calibration: list[dict]  # per uniform width: measured and summed-layer ms (the fit's data)
 
@@ -166,7 +167,7 @@ def build_table(
     timing: Timing = Timing(repeats=30),
     calibration_timing: Timing = Timing(),
 ) -> LatencyTable:
-    """Time every layer of ``reference`` on the width grid, then fit scale and overhead end to end."""
+    """Time every layer of ``reference`` on the width grid, then measure the overhead end to end."""
     blueprint = reference.blueprint()
     widths = dict(reference.channels)
     widths["input"] = reference.in_channels
@@ -204,7 +205,6 @@ def build_table(
         in_channels=reference.in_channels,
         num_classes=reference.num_classes,
         layers=rows,
-        scale=1.0,
         overhead_ms=0.0,
         calibration=[],
     )
@@ -214,31 +214,26 @@ def build_table(
 def calibrate(
     table: LatencyTable, reference: ArchSpec, *, device: torch.device = torch.device("cpu"), timing: Timing = Timing()
 ) -> LatencyTable:
-    """Fit measured = scale * (sum of layer times) + overhead on uniform networks of the reference."""
+    """The fixed overhead: median of (measured - summed layer times) over uniform networks.
+
+    Not a fitted slope as well: the sums of five uniform networks lie close together (a small
+    network's time is mostly per-layer cost), so a slope fitted to them swung from 1.3 to 10
+    with the load on a shared machine; a median offset stays put."""
     specs = {w: _uniform_like(reference, w) for w in CALIBRATION_WIDTHS}
     runs = {w: forward_of(Network(s.blueprint()), s.in_channels, s.resolution, device) for w, s in specs.items()}
     measured = {w: lat.ms for w, lat in measure_many(runs, timing, device).items()}
     summed = {w: layer_sum_ms(table, s.blueprint(), s.channels, s.resolution) for w, s in specs.items()}
-    xs, ys = [summed[w] for w in specs], [measured[w] for w in specs]
-    n = len(xs)
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    var = sum((x - mean_x) ** 2 for x in xs)
-    scale = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / var if var > 0 else 1.0
-    if scale <= 0:  # a fit that inverts the table's order is noise: keep the plain sum
-        scale = 1.0
-    overhead = mean_y - scale * mean_x
+    overhead = statistics.median(measured[w] - summed[w] for w in specs)
     calibration = [
         {
             "width": w,
             "measured_ms": round(measured[w], ROUND),
             "layer_sum_ms": round(summed[w], ROUND),
-            "predicted_ms": round(scale * summed[w] + overhead, ROUND),  # the fit's residual shows the table's quality
+            "predicted_ms": round(summed[w] + overhead, ROUND),  # the fit's residual shows the table's quality
         }
         for w in specs
     ]
-    return table.model_copy(
-        update={"scale": round(scale, ROUND), "overhead_ms": round(overhead, ROUND), "calibration": calibration}
-    )
+    return table.model_copy(update={"overhead_ms": round(overhead, ROUND), "calibration": calibration})
 
 
 def _uniform_like(reference: ArchSpec, width: float) -> ArchSpec:
@@ -266,7 +261,7 @@ def _lookup(row: TableLayer, cin: int, cout: int) -> float:
 
 
 def layer_sum_ms(table: LatencyTable, blueprint: Blueprint, channels: dict[str, int], resolution: int) -> float:
-    """The sum of the table's per-layer times for ``channels`` (no scale, no overhead)."""
+    """The sum of the table's per-layer times for ``channels`` (no overhead)."""
     if blueprint.arch != table.arch or tuple(blueprint.depth) != tuple(table.depth) or resolution != table.resolution:
         raise SlimnetError(
             f"the latency table is for {table.arch} at depth {list(table.depth)} and {table.resolution} px, "
@@ -287,7 +282,7 @@ def layer_sum_ms(table: LatencyTable, blueprint: Blueprint, channels: dict[str, 
 
 def predict_ms(table: LatencyTable, blueprint: Blueprint, channels: dict[str, int], resolution: int) -> float:
     """Predicted batch-1 latency in ms of ``channels`` on the table's device."""
-    return table.scale * layer_sum_ms(table, blueprint, channels, resolution) + table.overhead_ms
+    return layer_sum_ms(table, blueprint, channels, resolution) + table.overhead_ms
 
 
 def predict_spec_ms(table: LatencyTable, spec: ArchSpec) -> float:

@@ -34,7 +34,7 @@ def test_table_covers_every_layer_of_the_network(table):
     names = [layer.name for layer in layers_of(REFERENCE.blueprint(), REFERENCE.resolution)]
     assert [row.name for row in table.layers] == names
     assert any(name.endswith(".shortcut") for name in names) and names[-1] == "classifier"
-    assert table.threads == 1 and table.resolution == 16 and table.scale > 0
+    assert table.threads == 1 and table.resolution == 16
 
 
 def test_prediction_tracks_measurement_on_networks_the_fit_never_saw(table):
@@ -48,9 +48,17 @@ def test_prediction_tracks_measurement_on_networks_the_fit_never_saw(table):
     # A much larger network is predicted much slower, as it measures.
     assert measured["large"].ms > 2 * measured["small"].ms
     assert predicted["large"] > 2 * predicted["small"]
-    errors = [abs(predicted[n] / measured[n].ms - 1) for n in specs]
-    # Loose enough for a shared 2-core machine, far tighter than a predictor off by a width axis.
-    assert statistics.median(errors) <= 0.25, (predicted, {n: m.ms for n, m in measured.items()})
+    # The networks are measured interleaved, so load on a shared machine slows them alike, but the
+    # table was timed earlier: compare each prediction's ratio to measurement with the others'
+    # (the shape), and the common factor loosely (a 2-core machine shared with other work).
+    ratios = {n: predicted[n] / measured[n].ms for n in specs}
+    common = statistics.median(ratios.values())
+    shape_errors = [abs(r / common - 1) for r in ratios.values()]
+    assert statistics.median(shape_errors) <= 0.15 and max(shape_errors) <= 0.4, (
+        predicted,
+        {n: m.ms for n, m in measured.items()},
+    )
+    assert 0.5 < common < 2.0, (predicted, {n: m.ms for n, m in measured.items()})
 
 
 def test_layer_lookup_between_grid_widths_matches_the_layer_measured_alone(table):
@@ -64,8 +72,16 @@ def test_layer_lookup_between_grid_widths_matches_the_layer_measured_alone(table
     # Exactly on the grid, the lookup is the measured entry.
     assert _lookup(row, row.cin[-1], row.cout[-1]) == row.ms[-1][-1]
     cin, cout = (row.cin[-2] + row.cin[-1]) // 2, (row.cout[-3] + row.cout[-2]) // 2
-    measured = measure_many({"layer": forward_of(_layer_module(layer, cin, cout, 10), cin, layer.size)}, NETWORKS)["layer"].ms
-    assert abs(_lookup(row, cin, cout) / measured - 1) <= 0.35, (_lookup(row, cin, cout), measured)
+    runs = {
+        "between": forward_of(_layer_module(layer, cin, cout, 10), cin, layer.size),
+        "corner": forward_of(_layer_module(layer, row.cin[-1], row.cout[-1], 10), row.cin[-1], layer.size),
+    }
+    measured = {n: latency.ms for n, latency in measure_many(runs, NETWORKS).items()}
+    # Relative to the widest grid point measured beside it (load slows both alike): the lookup
+    # between grid widths is as much cheaper than the corner as the layer measured now.
+    predicted_ratio = _lookup(row, cin, cout) / row.ms[-1][-1]
+    measured_ratio = measured["between"] / measured["corner"]
+    assert predicted_ratio < 0.9 and abs(predicted_ratio / measured_ratio - 1) <= 0.3, (predicted_ratio, measured_ratio)
     # The two axes are not interchangeable: more input channels with fewer output ones costs otherwise.
     assert _lookup(row, row.cin[-1], row.cout[0]) < _lookup(row, row.cin[-1], row.cout[-1])
     assert _lookup(row, row.cin[0], row.cout[-1]) < _lookup(row, row.cin[-1], row.cout[-1])
@@ -122,8 +138,8 @@ def test_latency_budget_binds_over_a_loose_flops_budget(table):
 def test_measurement_restores_threads_and_affinity():
     import os
 
-    threads, cores = torch.get_num_threads(), os.sched_getaffinity(0)
+    threads, cores, policy = torch.get_num_threads(), os.sched_getaffinity(0), os.sched_getscheduler(0)
     model = Network(REFERENCE.blueprint())
     latency = network_latency({"net": (model, 3, 16)}, Timing(warmup_ms=5.0, repeats=5))["net"]
     assert latency.ms > 0 and latency.blocks == 5 and latency.spread >= 0
-    assert torch.get_num_threads() == threads and os.sched_getaffinity(0) == cores
+    assert torch.get_num_threads() == threads and os.sched_getaffinity(0) == cores and os.sched_getscheduler(0) == policy

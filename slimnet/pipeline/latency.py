@@ -41,7 +41,6 @@ def run_latency(model: ModelParams, params: LatencyParams, out_dir: Path = STAGE
         "device": table.device_name,
         "threads": table.threads,
         "layers": len(table.layers),
-        "scale": table.scale,
         "overhead_ms": table.overhead_ms,
         "reference_ms": next(c["measured_ms"] for c in table.calibration if c["width"] == 1.0),
     }
