@@ -1,16 +1,14 @@
 """Measured latency of plain networks (batch 1), stable enough to rank two networks.
 
-A single forward of a small network lasts a few milliseconds, shorter than the scheduler's
-time slice, so one timed call says more about what else ran on the machine than about the
-network. Here a measurement is ``repeats`` time-based blocks (each runs the network in a loop
-for at least ``block_ms`` and records the mean per call), after ``warmup_ms`` of warm-up, with
-the process pinned to as many cores as ``threads``, torch limited to ``threads`` and the
-thread at real-time priority (SCHED_FIFO) where permitted. The
-estimate is the median of the blocks' fastest ``quantile`` share: other work on a shared
-machine only ever adds time, so the slow blocks are the disturbed ones (on a 2-core machine
-under a load of 3, the median of all blocks moved 5-8 ms between repeats; the median of the
-fastest 10% of 200 one-call blocks moved far less: see benchmarks/latency_stability.py). Several networks are measured interleaved, block by block, so a burst of load hits
-all of them alike: their ratio repeats better than their absolute times.
+A forward of a small network lasts a few milliseconds, about a scheduler time slice, so on a
+shared machine one timed call says more about what else ran than about the network. Here a
+measurement is ``repeats`` time-based blocks (each runs the network in a loop for at least
+``block_ms`` and records the mean per call) after ``warmup_ms`` of warm-up, with the process
+pinned to as many cores as ``threads``, torch limited to ``threads``, and the thread at
+real-time priority (SCHED_FIFO) where permitted. The estimate is the median of the fastest
+``quantile`` share of the blocks: other work only ever adds time, so the slow blocks are the
+disturbed ones. Several networks are measured interleaved, block by block, so what load is
+left hits all of them alike. Figures: README, "Budgets", and benchmarks/latency_stability.py.
 """
 
 from __future__ import annotations
