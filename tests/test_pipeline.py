@@ -142,7 +142,7 @@ def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
 
 def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
     from slimnet.arch import load_spec
-    from slimnet.budgets import Budget, Costs, extrapolate_within
+    from slimnet.budgets import Budget, Costs, extrapolate_within, point_ratios
     from slimnet.latency import LatencyTable, predict_spec_ms
     from slimnet.search import Trajectory
 
@@ -151,10 +151,21 @@ def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
     full = load_spec(project / "stages/extrapolate/reference.json")
     costs = Costs(table)
     full_ms, full_cost = predict_spec_ms(table, full), full.cost()
-    budgets = [Budget("flops", 0.9 * full_cost.flops), Budget("params", 0.6 * full_cost.params), Budget("latency", 0.97 * full_ms)]
+    latency_ratios = point_ratios(
+        trajectory.points, "latency", projected=trajectory.reference, full=full, costs=costs, stacking="average", divisor=8
+    )
+    assert min(latency_ratios) < 1 < max(latency_ratios)  # the search spans the full network's predicted latency
+    target_ms = full_ms * (min(latency_ratios) + 1) / 2  # inside what the search covered, below the full network
+    budgets = [Budget("flops", 0.9 * full_cost.flops), Budget("params", 0.6 * full_cost.params), Budget("latency", target_ms)]
     result = extrapolate_within(
-        trajectory.points, budgets, projected_uniform=trajectory.reference, full_uniform=full, costs=costs,
-        stacking="average", divisor=8, tolerance=0.01,
+        trajectory.points,
+        budgets,
+        projected_uniform=trajectory.reference,
+        full_uniform=full,
+        costs=costs,
+        stacking="average",
+        divisor=8,
+        tolerance=0.01,
     )
     optimized = result["optimized"]
     for budget in budgets:
@@ -170,7 +181,10 @@ def test_impossible_budgets_fail_at_extrapolate_naming_the_binding_one_and_writi
     before = {p: p.read_bytes() for p in (project / "stages/extrapolate").iterdir()}
     result = subprocess.run(
         [sys.executable, "-m", "slimnet", "extrapolate", "--params", str(tmp_path / "params.yaml")],
-        cwd=project, capture_output=True, text=True, timeout=120,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2, result.stdout + result.stderr
     line = result.stderr.strip()
