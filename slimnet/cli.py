@@ -112,8 +112,18 @@ def search(params: Path = PARAMS, device: str = DEVICE) -> None:
 
 @app.command()
 @user_errors
+def latency(params: Path = PARAMS) -> None:
+    """Measure the full network's per-layer latency table on latency.device (stages/latency/table.json)."""
+    from slimnet.pipeline.latency import run_latency
+
+    p = _load(params)
+    _print_summary("latency", run_latency(p.model, p.latency))
+
+
+@app.command()
+@user_errors
 def extrapolate(params: Path = PARAMS) -> None:
-    """Pick the trajectory point for search.flops, extrapolate it to the full network, match FLOPs."""
+    """Pick the trajectory point for the budgets (search.flops/params/latency/memory), extrapolate it, match the binding one."""
     from slimnet.pipeline.extrapolate import run_extrapolate
 
     p = _load(params)
@@ -141,8 +151,8 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
     from slimnet.pipeline.evaluate import run_evaluate
 
     p = _load(params)
-    metrics = run_evaluate(p.evaluate, device=pick_device(device))
-    table = Table("variant", "top-1 %", "FLOPs", "params", "memory MB", "latency ms")
+    metrics = run_evaluate(p.evaluate, device=pick_device(device), latency_params=p.latency)
+    table = Table("variant", "top-1 %", "FLOPs", "params", "memory MB", "latency ms (measured ± spread)", "predicted ms")
     for variant in ("optimized", "uniform"):
         m = metrics[variant]
         table.add_row(
@@ -151,10 +161,13 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
             f"{m['flops']:,}",
             f"{m['params']:,}",
             f"{m['memory_mb']:.2f}",
-            f"{metrics['latency'][variant]['latency_ms']:.2f}",
+            f"{metrics['latency'][variant]['latency_ms']:.2f} ± {metrics['latency'][variant]['spread']:.0%}",
+            f"{m['latency_pred_ms']:.2f}",
         )
     out.print(table)
     out.print(f"gain of optimized over uniform: {metrics['gain_top1']:+.2f} top-1 points")
+    if not metrics["latency"]["device"]["same_machine_as_table"]:
+        out.print(f"note: the latency table was measured on {metrics['latency']['device']['table_device']}, not this machine: predictions are for that one")
 
 
 @app.command()

@@ -46,7 +46,54 @@ def parse_size(value: object) -> int:
     return int(round(number))
 
 
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(ms|us|µs|s)?\s*$", re.IGNORECASE)
+_TO_MS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+_BYTES = re.compile(r"^\s*(.*?)\s*(i?)b\s*$", re.IGNORECASE)
+
+
+def parse_duration_ms(value: object) -> float:
+    """5ms, 500us, 0.005s -> milliseconds; a bare number is milliseconds."""
+    problem = "must be a duration like 5ms, 500us or 0.005s"
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(problem)
+        number = float(match.group(1)) * _TO_MS[(match.group(2) or "ms").lower()]
+    if number <= 0:
+        raise ValueError(problem + " (positive)")
+    return number
+
+
+_BINARY = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def parse_bytes(value: object) -> int:
+    """4M or 4MB (10^6 bytes), 4MiB (2^20 bytes), 4000000 -> bytes."""
+    problem = "must be a memory size like 4MB, 3.5MiB, 4M or 4000000 (bytes)"
+    text = value if isinstance(value, str) else None
+    try:
+        if text is not None and text.strip().lower().endswith("ib"):
+            number, prefix = text.strip()[:-2], text.strip()[-3:-2].upper()
+            if prefix not in _BINARY:
+                raise ValueError(problem)
+            count = float(number[:-1])  # ValueError for "MiB", "xMiB"
+            if not 0 < count < float("inf"):
+                raise ValueError(problem)
+            return int(round(count * _BINARY[prefix]))
+        if text is not None and text.strip().lower().endswith("b"):
+            return parse_size(text.strip()[:-1])
+        return parse_size(value)
+    except ValueError:
+        raise ValueError(problem) from None
+
+
 Size = Annotated[int, BeforeValidator(parse_size)]
+Milliseconds = Annotated[float, BeforeValidator(parse_duration_ms)]
+Bytes = Annotated[int, BeforeValidator(parse_bytes)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -106,6 +153,8 @@ class SupernetParams(Recipe):
 class SearchParams(Section):
     flops: Optional[Size] = None
     params: Optional[Size] = None
+    latency: Optional[Milliseconds] = None  # predicted batch-1 latency on latency.device, in ms
+    memory: Optional[Bytes] = None  # weights + every feature map at batch 1, float32 (flops.cost)
     criterion: Literal["accuracy", "loss"] = "accuracy"
     per_flop: bool = False
     bn: Literal["online", "recalibrate"] = "online"
@@ -117,9 +166,20 @@ class SearchParams(Section):
 
     @model_validator(mode="after")
     def _has_target(self) -> "SearchParams":
-        if self.flops is None and self.params is None:
-            raise ValueError("set a target: search.flops (e.g. 200M) and/or search.params")
+        if all(getattr(self, key) is None for key in BUDGET_KEYS):
+            raise ValueError("set a target: search.flops (e.g. 200M), search.params, search.latency (e.g. 5ms) and/or search.memory (e.g. 4MB)")
         return self
+
+
+BUDGET_KEYS = ("flops", "params", "latency", "memory")
+
+
+class LatencyParams(Section):
+    """Where and how the per-layer latency table is measured (the `latency` stage)."""
+
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: PositiveInt = 1  # CPU threads torch may use (batch-1 deployment: usually 1)
+    repeats: PositiveInt = 30  # timed blocks per layer width and per calibration network
 
 
 class ExtrapolateParams(Section):
@@ -133,7 +193,7 @@ class TrainParams(Recipe):
 
 class EvaluateParams(Section):
     batch_size: PositiveInt = 512
-    latency_runs: PositiveInt = 30
+    latency_runs: PositiveInt = 200  # timed blocks (slimnet.measure.Timing.repeats)
 
 
 class SlimmableParams(Section):
@@ -160,6 +220,7 @@ class Params(Section):
     transfer: TransferParams = TransferParams()
     supernet: SupernetParams = SupernetParams()
     search: SearchParams = SearchParams(flops=10**8)
+    latency: LatencyParams = LatencyParams()
     extrapolate: ExtrapolateParams = ExtrapolateParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()

@@ -20,6 +20,8 @@ from slimnet.search import TrajectoryPoint
 from slimnet.space import Blueprint
 
 Metric = Literal["flops", "params"]
+# A cost of a configuration other than cost()'s fields (predicted latency): (blueprint, channels, resolution) -> value.
+CostFn = Callable[[Blueprint, dict[str, int], int], float]
 Stacking = Literal["last", "average"]
 
 # Bracket for the global multiplier; far wider than any sensible rescaling.
@@ -181,11 +183,13 @@ def match_cost(
     metric: Metric = "flops",
     divisor: int = 8,
     tolerance: float = 0.01,
+    measure: CostFn | None = None,
 ) -> tuple[ArchSpec, float]:
     """Scale all units by one factor k so the network costs ``target`` (within ``tolerance``).
 
     Rounding makes cost a step function of k, so the nearest step on either side is taken;
     when no step of ``divisor`` lands close enough, finer divisors (4, 2, 1) are tried.
+    ``measure`` replaces cost()'s ``metric`` field (``metric`` then only names it in messages).
     """
     if target <= 0:
         raise SlimnetError(f"target {metric} must be positive, got {target}")
@@ -199,9 +203,9 @@ def match_cost(
     closest: tuple[float, int] | None = None
     for step in _divisors(divisor):
 
-        def evaluate(k: float, step: int = step) -> int:
+        def evaluate(k: float, step: int = step) -> float:
             channels = scaled_channels(multipliers, base_channels, k, step)
-            return getattr(cost(blueprint, channels, arch_template.resolution), metric)
+            return _cost_of(blueprint, channels, arch_template.resolution, metric, measure)
 
         k, reached = _closest(evaluate, _bracket(evaluate, target, K_LOW, K_HIGH), target)
         if _within(reached, target, tolerance):
@@ -209,10 +213,17 @@ def match_cost(
             return arch_template.with_channels(channels, note=f"width transfer, k={k:.4g}, divisor {step}"), k
         if closest is None or abs(reached / target - 1) < abs(closest[1] / target - 1):
             closest = (k, reached)
+    show = (lambda v: f"{v:.4g}") if measure is not None else format_size
     raise SlimnetError(
-        f"cannot bring {arch_template.arch} to {metric}={format_size(target)} within {tolerance:.1%}: "
-        f"the closest reachable is {format_size(closest[1])}; choose a target nearer that or raise the tolerance"
+        f"cannot bring {arch_template.arch} to {metric}={show(target)} within {tolerance:.1%}: "
+        f"the closest reachable is {show(closest[1])}; choose a target nearer that or raise the tolerance"
     )
+
+
+def _cost_of(blueprint: Blueprint, channels: dict[str, int], resolution: int, metric: str, measure: CostFn | None) -> float:
+    if measure is not None:
+        return measure(blueprint, channels, resolution)
+    return getattr(cost(blueprint, channels, resolution), metric)
 
 
 def uniform_baseline(
@@ -227,8 +238,11 @@ def uniform_baseline(
     divisor: int = 8,
     metric: Metric = "flops",
     tolerance: float = 0.01,
+    measure: CostFn | None = None,
 ) -> tuple[ArchSpec, float]:
-    """The default network under one width multiplier, costing ``target``; returns (spec, width)."""
+    """The default network under one width multiplier, costing ``target``; returns (spec, width).
+
+    ``measure`` replaces cost()'s ``metric`` field, as in :func:`match_cost`."""
 
     def spec_at(width: float, step: int = divisor) -> ArchSpec:
         return uniform_spec(
@@ -250,12 +264,12 @@ def uniform_baseline(
     # below 1.0x); a finer channel divisor only where the coarse one cannot land within tolerance.
     for step in _divisors(divisor):
 
-        def evaluate(width: float, step: int = step) -> int:
+        def evaluate(width: float, step: int = step) -> float:
             channels = spec_at(width, step).channels
             if set(channels) != units:
                 # Very narrow ResNets couple units the full one keeps apart; treat as "too small".
                 return -1
-            return getattr(cost(blueprint, channels, resolution), metric)
+            return _cost_of(blueprint, channels, resolution, metric, measure)
 
         # Halve from 1.0 until the cost is below the target, but not past the narrowest width
         # whose units still match the full network's.
@@ -269,7 +283,7 @@ def uniform_baseline(
             return spec.model_copy(update={"note": note}), width
     # Last resort: per-unit rounding of the width-1.0 channels.
     ones = {u: 1.0 for u in reference.channels}
-    spec, k = match_cost(reference, ones, dict(reference.channels), target, metric, divisor, tolerance)
+    spec, k = match_cost(reference, ones, dict(reference.channels), target, metric, divisor, tolerance, measure)
     return spec.model_copy(update={"note": f"uniform {k:.4g}x (per-unit rounding)"}), k
 
 

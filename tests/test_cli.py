@@ -80,9 +80,13 @@ def test_bad_arch_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, ar
         ("model:\n  arch: vgg16\n", "model.arch"),
         ("data:\n  val_fraction: 1.5\n", "data.val_fraction"),
         ("search:\n  flops: null\n", "search"),
+        ("search:\n  latency: 5 sec\n", "search.latency"),
+        ("search:\n  memory: 4XB\n", "search.memory"),
+        ("latency:\n  device: tpu\n", "latency.device"),
+        ("latency:\n  threads: 0\n", "latency.threads"),
     ],
 )
-@pytest.mark.parametrize("command", ["scan", "data", "project", "supernet", "search", "extrapolate", "evaluate"])
+@pytest.mark.parametrize("command", ["scan", "data", "project", "latency", "supernet", "search", "extrapolate", "evaluate"])
 def test_bad_params_fail_before_any_work(tmp_path, monkeypatch, params, key, command):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(params)

@@ -215,3 +215,34 @@ def test_slimmable_command_with_bad_targets_exits_2_and_writes_nothing(tmp_path,
     result = CliRunner().invoke(app, ["slimmable"])
     assert result.exit_code == 2 and "slimmable.targets" in result.stderr
     assert not (tmp_path / "stages").exists()
+
+
+@pytest.mark.parametrize(
+    "written, ms", [("5ms", 5.0), ("500us", 0.5), ("0.005s", 5.0), ("2.5", 2.5), ("'7 ms'", 7.0), ("1e1ms", 10.0)]
+)
+def test_latency_targets(tmp_path, written, ms):
+    params = load_params(write(tmp_path, f"search:\n  latency: {written}\n"))
+    assert params.search.latency == pytest.approx(ms) and params.search.flops is None
+
+
+@pytest.mark.parametrize("written, size", [("4MB", 4_000_000), ("3.5MiB", 3_670_016), ("4M", 4_000_000), ("512KiB", 524_288), ("2000000", 2_000_000)])
+def test_memory_targets(tmp_path, written, size):
+    assert load_params(write(tmp_path, f"search:\n  memory: {written}\n")).search.memory == size
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("search:\n  latency: 5 sec\n", "search.latency: must be a duration like 5ms"),
+        ("search:\n  latency: -2ms\n", "search.latency: must be a duration"),
+        ("search:\n  latency: 0\n", "search.latency: must be a duration"),
+        ("search:\n  memory: 4XB\n", "search.memory: must be a memory size like 4MB"),
+        ("search:\n  memory: 0MiB\n", "search.memory: must be a memory size"),
+        ("search:\n  flops: null\n  latency: null\n", "search: set a target"),
+        ("latency:\n  device: tpu\n", "latency.device"),
+        ("latency:\n  repeats: 0\n", "latency.repeats"),
+        ("latency:\n  thread: 2\n", "latency.thread: unknown key"),
+    ],
+)
+def test_bad_budget_keys_are_one_line_naming_the_key(tmp_path, text, key):
+    assert f"params.yaml: {key}" in load_error(tmp_path, text)

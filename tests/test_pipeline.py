@@ -24,6 +24,7 @@ TINY = {
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
     "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
     "train": {"epochs": 3, "batch_size": 32, "warmup_epochs": 0.0},
+    "latency": {"repeats": 2},
     "evaluate": {"latency_runs": 3},
 }
 
@@ -77,6 +78,7 @@ def test_all_stages_write_their_outputs(project):
         "data/meta.json",
         "data/search/train.pt",
         "data/search/meta.json",
+        "stages/latency/table.json",
         "stages/supernet/supernet.pt",
         "stages/supernet/curves.csv",
         "stages/search/trajectory.json",
@@ -107,7 +109,11 @@ def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
         assert abs(metrics[variant]["flops"] / 8e6 - 1) <= 0.01
         assert metrics[variant]["params"] > 0 and "latency_ms" not in metrics[variant]  # measured: not a DVC output
     latency = load(project, "stages/evaluate/timings.json")
-    assert latency["optimized"]["latency_ms"] > 0 and latency["uniform"]["latency_ms"] > 0
+    for variant in ("optimized", "uniform"):
+        assert latency[variant]["latency_ms"] > 0 and latency[variant]["spread"] >= 0
+        # Predicted from the measured table: tracked, and of the order of what was measured.
+        assert latency[variant]["predicted_ms"] == metrics[variant]["latency_pred_ms"] > 0
+        assert 0.3 < metrics[variant]["latency_pred_ms"] / latency[variant]["latency_ms"] < 3
     assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=1e-6)
     cost = metrics["search_cost"]
     assert cost["supernet_train_flops"] > 0 and cost["search_flops"] > 0
@@ -153,13 +159,66 @@ def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
     assert changed_stages(status) == ["extrapolate"] and "search.flops" in status, status
     log = dvc(project, "repro")
     assert "Running stage 'scan'" in log, log
-    for stage in ("data", "project", "supernet", "search"):
+    for stage in ("data", "project", "latency", "supernet", "search"):
         assert f"Stage '{stage}' didn't change, skipping" in log, log
     for stage in ("extrapolate", "train@optimized", "train@uniform", "evaluate"):
         assert f"Running stage '{stage}'" in log, log
     metrics = load(project, "stages/evaluate/metrics.json")
     assert abs(metrics["optimized"]["flops"] / 6e6 - 1) <= 0.01
     assert changed_stages(dvc(project, "status")) == []
+
+
+def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
+    from slimnet.arch import load_spec
+    from slimnet.budgets import Budget, Costs, extrapolate_within, point_ratios
+    from slimnet.latency import LatencyTable, predict_spec_ms
+    from slimnet.search import Trajectory
+
+    trajectory = Trajectory.load(project / "stages/search/trajectory.json")
+    table = LatencyTable.load(project / "stages/latency/table.json")
+    full = load_spec(project / "stages/extrapolate/reference.json")
+    costs = Costs(table)
+    full_ms, full_cost = predict_spec_ms(table, full), full.cost()
+    latency_ratios = point_ratios(
+        trajectory.points, "latency", projected=trajectory.reference, full=full, costs=costs, stacking="average", divisor=8
+    )
+    assert min(latency_ratios) < 1 < max(latency_ratios)  # the search spans the full network's predicted latency
+    target_ms = full_ms * (min(latency_ratios) + 1) / 2  # inside what the search covered, below the full network
+    budgets = [Budget("flops", 0.9 * full_cost.flops), Budget("params", 0.6 * full_cost.params), Budget("latency", target_ms)]
+    result = extrapolate_within(
+        trajectory.points,
+        budgets,
+        projected_uniform=trajectory.reference,
+        full_uniform=full,
+        costs=costs,
+        stacking="average",
+        divisor=8,
+        tolerance=0.01,
+    )
+    optimized = result["optimized"]
+    for budget in budgets:
+        assert costs.of_spec(budget.metric, optimized) <= budget.target * 1.01, (budget, result["binding"])
+    binding = next(b for b in budgets if b.metric == result["binding"])
+    assert abs(costs.of_spec(binding.metric, result["uniform"]) / costs.of_spec(binding.metric, optimized) - 1) <= 0.01
+
+
+def test_impossible_budgets_fail_at_extrapolate_naming_the_binding_one_and_writing_nothing(project, tmp_path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["search"].update({"flops": "8M", "params": "1K"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    before = {p: p.read_bytes() for p in (project / "stages/extrapolate").iterdir()}
+    result = subprocess.run(
+        [sys.executable, "-m", "slimnet", "extrapolate", "--params", str(tmp_path / "params.yaml")],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: search.params: 1K is below what the search covered")
+    assert "choose between" in line
+    assert {p: p.read_bytes() for p in (project / "stages/extrapolate").iterdir()} == before
 
 
 def test_a_new_projection_changes_the_search_splits_only(project):

@@ -8,10 +8,11 @@ import torch
 
 from slimnet import atomic
 from slimnet.arch import ArchSpec, load_spec
-from slimnet.config import EvaluateParams
+from slimnet.config import EvaluateParams, LatencyParams
 from slimnet.data import load_split
 from slimnet.errors import SlimnetError
-from slimnet.measure import cpu_latency_ms
+from slimnet.latency import LatencyTable, current_device_matches, predict_spec_ms
+from slimnet.measure import Timing, network_latency
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import DATA, STAGES, VARIANTS, read_json, write_csv, write_timings
 from slimnet.scoring import accuracy
@@ -26,6 +27,13 @@ def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
     model = Network(spec.blueprint())
     model.load_state_dict(blob["model"])
     return model.to(device, memory_format=torch.channels_last).eval(), spec
+
+
+def _cpu_copy(model: Network) -> Network:
+    """An independent copy of a trained network (timing moves it to the latency device)."""
+    import copy
+
+    return copy.deepcopy(model).cpu()
 
 
 def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, projected: ArchSpec, full: ArchSpec) -> dict:
@@ -51,15 +59,23 @@ def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, projec
     }
 
 
-def run_evaluate(evaluate: EvaluateParams, *, device: torch.device, out_dir: Path = STAGES / "evaluate") -> dict:
+def run_evaluate(
+    evaluate: EvaluateParams,
+    *,
+    device: torch.device,
+    out_dir: Path = STAGES / "evaluate",
+    latency_params: LatencyParams = LatencyParams(),
+) -> dict:
     meta = read_json(DATA / "meta.json", "data")
     meta["counts"].update(read_json(DATA / "search" / "meta.json", "project")["counts"])  # search_cost compares both
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     supernet_metrics = read_json(STAGES / "supernet" / "metrics.json", "supernet")
     search_metrics = read_json(STAGES / "search" / "metrics.json", "search")
     test_set = load_split(DATA / "full" / "test.pt", device)
+    table = LatencyTable.load(STAGES / "latency" / "table.json")
+    latency_device = torch.device(latency_params.device if latency_params.device == "cpu" or torch.cuda.is_available() else "cpu")
     metrics: dict = {}
-    latency: dict = {}
+    timed: dict = {}
     for variant in VARIANTS:
         model, spec = load_trained(STAGES / "train" / variant / "model.pt", device)
         top1, loss = accuracy(model, test_set.batches(evaluate.batch_size, shuffle=False, augment=False))
@@ -70,10 +86,24 @@ def run_evaluate(evaluate: EvaluateParams, *, device: torch.device, out_dir: Pat
             "flops": c.flops,
             "params": c.params,
             "memory_mb": round(c.memory / 2**20, 3),
+            # Predicted from the measured table: a pure function of it and the spec, so a metric.
+            "latency_pred_ms": round(predict_spec_ms(table, spec), 3),
         }
-        latency[variant] = {
-            "latency_ms": round(cpu_latency_ms(model, spec.in_channels, spec.resolution, runs=evaluate.latency_runs), 3)
-        }
+        timed[variant] = (_cpu_copy(model), spec)
+    # Both networks measured interleaved, block by block: a burst of load hits both alike.
+    timing = Timing(threads=latency_params.threads, repeats=evaluate.latency_runs)
+    measured = network_latency(
+        {v: (m, s.in_channels, s.resolution) for v, (m, s) in timed.items()}, timing, latency_device
+    )
+    latency = {
+        v: {"latency_ms": round(measured[v].ms, 3), "predicted_ms": metrics[v]["latency_pred_ms"], **measured[v].as_dict()}
+        for v in VARIANTS
+    }
+    latency["device"] = {
+        "measured_on": latency_device.type,
+        "table_device": table.device_name,
+        "same_machine_as_table": current_device_matches(table, latency_device),
+    }
     metrics["gain_top1"] = round(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], 3)
     full = load_spec(STAGES / "extrapolate" / "reference.json")
     metrics["search_cost"] = search_cost(meta, supernet_metrics, search_metrics, trajectory.reference, full)

@@ -1,4 +1,4 @@
-"""extrapolate stage: the trajectory point for the target, mapped to the full network, and the uniform baseline."""
+"""extrapolate stage: the trajectory point for the budgets, mapped to the full network and matched to the binding budget, and the uniform baseline on it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 from slimnet import atomic, transfer
 from slimnet.arch import save_spec
+from slimnet.budgets import METRICS, Budget, Costs, extrapolate_within
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams
-from slimnet.errors import SlimnetError
+from slimnet.latency import LatencyTable, predict_spec_ms
 from slimnet.pipeline.common import DATA, STAGES, read_json, write_csv
 from slimnet.pipeline.specs import full_uniform
 from slimnet.search import Trajectory
@@ -18,21 +19,22 @@ def run_extrapolate(
 ) -> dict:
     meta = read_json(DATA / "meta.json", "data")
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
+    table = LatencyTable.load(STAGES / "latency" / "table.json")
     full = full_uniform(model, meta)
-    try:
-        result = transfer.extrapolate(
-            trajectory.points,
-            projected_uniform=trajectory.reference,
-            full_uniform=full,
-            target_flops=search.flops,
-            target_params=search.params,
-            stacking=extrapolate.stacking,
-            divisor=model.divisor,
-            tolerance=extrapolate.tolerance,
-        )
-    except transfer.OutOfRange as error:
-        key = "search.flops" if search.flops is not None else "search.params"
-        raise SlimnetError(f"{key}: {error}") from None
+    budgets = [Budget(metric, getattr(search, metric)) for metric in METRICS if getattr(search, metric) is not None]
+    costs = Costs(table)
+    # Every budget is checked against the trajectory before any matching: an impossible one
+    # fails here, naming itself and its possible range, with nothing written.
+    result = extrapolate_within(
+        trajectory.points,
+        budgets,
+        projected_uniform=trajectory.reference,
+        full_uniform=full,
+        costs=costs,
+        stacking=extrapolate.stacking,
+        divisor=model.divisor,
+        tolerance=extrapolate.tolerance,
+    )
     optimized, uniform = result["optimized"], result["uniform"]
     rows = []
     for opt_row, uni_row in zip(transfer.channels_per_layer(optimized), transfer.channels_per_layer(uniform)):
@@ -41,16 +43,23 @@ def run_extrapolate(
         )
     write_csv(out_dir / "channels.csv", rows)
     summary = {
-        "target": {"flops": search.flops, "params": search.params},
+        "target": {metric: getattr(search, metric) for metric in METRICS},
+        "binding": result["binding"],
         "selected_step": result["selected_step"],
         "multiplier": result["multiplier"],
         "uniform_width": result["uniform_width"],
-        "full_uniform": {"flops": full.cost().flops, "params": full.cost().params},
-        "optimized": {"flops": optimized.cost().flops, "params": optimized.cost().params},
-        "uniform": {"flops": uniform.cost().flops, "params": uniform.cost().params},
+        "full_uniform": _costs(full, table),
+        "optimized": _costs(optimized, table),
+        "uniform": _costs(uniform, table),
     }
     atomic.write_json(out_dir / "summary.json", summary)
     save_spec(full, out_dir / "reference.json")
     save_spec(uniform, out_dir / "uniform.json")
     save_spec(optimized, out_dir / "optimized.json")
     return summary
+
+
+def _costs(spec, table: LatencyTable) -> dict:
+    """Every budget's figure for a network (latency: predicted by the table, in ms)."""
+    c = spec.cost()
+    return {"flops": c.flops, "params": c.params, "memory": c.memory, "latency_ms": round(predict_spec_ms(table, spec), 4)}

@@ -1,0 +1,131 @@
+"""Several budgets at once: the binding one, a network within all of them, impossible combinations."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimnet.arch import ArchSpec, uniform_spec
+from slimnet.budgets import Budget, Costs, extrapolate_within, show
+from slimnet.errors import SlimnetError
+from slimnet.models import scaled_depth
+from slimnet.search import CostRatio, TrajectoryPoint
+
+RESOLUTION, CLASSES, TOLERANCE = 64, 10, 0.01
+FULL = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES)
+PROJECTED = uniform_spec("mobilenet_v2", 0.5, resolution=32, num_classes=CLASSES, depth=scaled_depth("mobilenet_v2", 0.5))
+
+
+def point(step: int, channels: dict[str, int]) -> TrajectoryPoint:
+    spec, base = PROJECTED.with_channels(channels), PROJECTED.cost()
+    c = spec.cost()
+    return TrajectoryPoint(
+        step=step,
+        slimmed=None,
+        flops=c.flops,
+        params=c.params,
+        memory=c.memory,
+        accuracy=0.0,
+        loss=0.0,
+        evaluations=0,
+        ratio=CostRatio(flops=c.flops / base.flops, params=c.params / base.params),
+        channels=channels,
+    )
+
+
+def late_then_early() -> list[TrajectoryPoint]:
+    """A trajectory that first slims the late units (low resolution: params fall, FLOPs hardly),
+    then the early ones (high resolution: FLOPs fall), so FLOPs and params bind at different points."""
+    units = list(PROJECTED.channels)
+    early, late = set(units[: len(units) // 2]), set(units[len(units) // 2 :])
+    scales = [(1.5, w) for w in (1.5, 1.2, 0.9, 0.6, 0.4)] + [(w, 0.4) for w in (1.2, 0.9, 0.6, 0.4)]
+    points = []
+    assert early and late
+    for step, (early_scale, late_scale) in enumerate(scales):
+        channels = {u: max(2, round(c * (early_scale if u in early else late_scale))) for u, c in PROJECTED.channels.items()}
+        points.append(point(step, channels))
+    return points
+
+
+TRAJECTORY = late_then_early()
+
+
+def run(budgets: list[Budget]) -> dict:
+    return extrapolate_within(
+        TRAJECTORY,
+        budgets,
+        projected_uniform=PROJECTED,
+        full_uniform=FULL,
+        costs=Costs(None),
+        stacking="average",
+        divisor=8,
+        tolerance=TOLERANCE,
+    )
+
+
+def cost_of(spec: ArchSpec, metric: str) -> float:
+    return getattr(spec.cost(), metric)
+
+
+def test_trajectory_separates_flops_from_params():
+    # The test below means something only if the two metrics fall at different steps.
+    first, turn = TRAJECTORY[0].ratio, TRAJECTORY[4].ratio
+    assert turn.params / first.params < 0.15 and turn.flops / first.flops > 0.4
+
+
+@pytest.mark.parametrize(
+    "flops_fraction, params_fraction, binding",
+    [(1.1, 0.22, "params"), (0.3, 0.5, "flops"), (1.5, 0.4, "params")],
+)
+def test_two_budgets_satisfy_both_and_match_the_binding_one(flops_fraction, params_fraction, binding):
+    full = FULL.cost()
+    budgets = [Budget("flops", int(flops_fraction * full.flops)), Budget("params", int(params_fraction * full.params))]
+    result = run(budgets)
+    optimized, uniform = result["optimized"], result["uniform"]
+    assert result["binding"] == binding
+    for budget in budgets:
+        assert cost_of(optimized, budget.metric) <= budget.target * (1 + TOLERANCE), budget
+    bound = next(b for b in budgets if b.metric == binding)
+    assert abs(cost_of(optimized, binding) / bound.target - 1) <= TOLERANCE
+    # The baseline is matched on the binding budget, not on the other one.
+    assert abs(cost_of(uniform, binding) / cost_of(optimized, binding) - 1) <= TOLERANCE
+    # With both budgets the network is the one the binding budget alone gives.
+    alone = run([bound])
+    assert alone["optimized"].channels == optimized.channels and alone["selected_step"] == result["selected_step"]
+
+
+def test_memory_budget_with_flops():
+    full = FULL.cost()
+    budgets = [Budget("flops", int(0.8 * full.flops)), Budget("memory", int(0.35 * full.memory))]
+    result = run(budgets)
+    assert result["binding"] == "memory"
+    memory = result["optimized"].cost().memory
+    assert abs(memory / budgets[1].target - 1) <= TOLERANCE
+    assert result["optimized"].cost().flops <= budgets[0].target
+    assert abs(result["uniform"].cost().memory / memory - 1) <= TOLERANCE
+
+
+def test_impossible_combination_names_the_budget_and_its_range():
+    full = FULL.cost()
+    with pytest.raises(SlimnetError) as error:
+        run([Budget("flops", int(0.5 * full.flops)), Budget("params", int(0.01 * full.params))])
+    message = str(error.value)
+    low = min(p.ratio.params for p in TRAJECTORY) * full.params
+    high = max(p.ratio.params for p in TRAJECTORY) * full.params
+    assert message.startswith(f"search.params: {show('params', 0.01 * full.params)} is below what the search covered")
+    assert f"choose between {show('params', low, 'up')} and {show('params', high, 'down')}" in message
+    assert "\n" not in message
+
+
+def test_loose_budget_above_the_trajectory_is_not_an_error_but_all_loose_is():
+    full = FULL.cost()
+    result = run([Budget("flops", 10 * full.flops), Budget("params", int(0.3 * full.params))])
+    assert result["binding"] == "params"
+    with pytest.raises(SlimnetError, match=r"search\.(flops|params): .* is above what the search covered: choose between"):
+        run([Budget("flops", 10 * full.flops), Budget("params", 10 * full.params)])
+
+
+def test_show_writes_budgets_as_params_yaml_does():
+    assert show("latency", 5.24) == "5.24ms"
+    assert show("latency", 0.05) == "50us"
+    assert show("memory", 4_100_000) == "4.1MB"
+    assert show("flops", 6_000_000) == "6M"
