@@ -34,6 +34,14 @@ CPU = torch.device("cpu")
 SEARCH_STEPS = 6
 
 
+def without_onednn() -> None:
+    """Native CPU convolutions for both sides of the comparison: with oneDNN on ONE thread, torch
+    2.14.1 gets this small ResNet supernet's gradients wrong at batch 64 (blocks 0-3 up to 4.6% off
+    after one sandwich step, while 2 threads, oneDNN off, and the 2-process run at batch 32 per
+    rank all agree to 5e-6), which would hide what these tests look for."""
+    torch.backends.mkldnn.enabled = False
+
+
 def supernet_epoch(data_dir: Path, work: Path, world: World) -> dict:
     """One sandwich-rule epoch (global batch 64, sync BN) of the small ResNet supernet."""
     train_set = load_split(data_dir / "search" / "train.pt")
@@ -69,7 +77,7 @@ def search(data_dir: Path, supernet_state: dict, bn: str, world: World) -> list[
     network = build_supernet(space)
     network.load_state_dict(supernet_state)
     calib = fixed_batches(train_set, 256, 64, 0)
-    evals = world.share_batches(fixed_batches(val_set, 256, 64, 1))  # 4 whole batches: 2 per rank
+    evals = world.share_batches(fixed_batches(val_set, 256, 64, 1))  # 120 images: batches of 64 and 56, one per rank
     evaluator = CandidateEvaluator(network, space, calib, evals, bn=bn, world=world)
     points = greedy_slim(evaluator, reference=reference, max_steps=SEARCH_STEPS)
     return [p.model_dump() for p in points]
@@ -104,6 +112,7 @@ def after_supernet(data_dir: Path, work: Path, supernet_state: dict, world: Worl
 if __name__ == "__main__":
     data_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
     torch.set_num_threads(1)
+    without_onednn()
     world = join_world(CPU)
     try:
         results = {"supernet": supernet_epoch(data_dir, work, world)}

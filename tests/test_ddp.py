@@ -46,7 +46,8 @@ def torchrun(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpr
 
 
 @needs_fashion_mnist
-def test_two_processes_compute_what_one_does(data_dir, tmp_path, single_thread):
+def test_two_processes_compute_what_one_does(data_dir, tmp_path, single_thread, monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # see ddp_worker.without_onednn
     one = {"supernet": ddp_worker.supernet_epoch(data_dir, tmp_path, World())}
     torch.save(one["supernet"]["state"], tmp_path / "supernet-state.pt")  # what both searches start from
     one.update(ddp_worker.after_supernet(data_dir, tmp_path, one["supernet"]["state"], World()))
@@ -145,7 +146,7 @@ def test_a_killed_rank_stops_the_stage_and_the_next_run_resumes(data_dir, tmp_pa
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"].update(arch="resnet18", width=0.25, cifar=True)
     params["transfer"].update(width=0.5, depth=0.5, resolution=14, data_fraction=1.0)
-    params["supernet"].update(epochs=3, batch_size=32, groups=4, eval_images=128, warmup_epochs=0.0, samples=1)
+    params["supernet"].update(epochs=2, batch_size=32, groups=4, eval_images=128, warmup_epochs=0.0, samples=1)
     params["resources"].update(nproc=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -172,6 +173,6 @@ def test_a_killed_rank_stops_the_stage_and_the_next_run_resumes(data_dir, tmp_pa
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "supernet: resuming after epoch 1/3" in again.stderr
+    assert "supernet: resuming after epoch 1/2" in again.stderr
     assert (tmp_path / "stages" / "supernet" / "supernet.pt").is_file()
     assert not any(checkpoints.glob("*.pt"))  # cleared once the outputs exist
