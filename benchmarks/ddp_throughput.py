@@ -1,11 +1,12 @@
 """Images per second of supernet (sandwich-rule) steps and from-scratch training steps on 1 vs 2
 data-parallel processes (torchrun, gloo on CPU), and the time spent in the gradient all-reduce.
 
-    python benchmarks/ddp_throughput.py            # 1 and 2 processes, interleaved, 3 repeats, medians
+    python benchmarks/ddp_throughput.py            # 3 setups, interleaved, 3 repeats, medians
     python benchmarks/ddp_throughput.py --repeats 5 --steps 30
 
-Each run launches torchrun with N processes of cores/N intra-op threads each (on a 2-core CPU,
-2 processes share the two cores: each gets one thread). The workload is the default pipeline's:
+Setups: 1 process with all cores' threads (what resources.threads: auto gives), 1 process with 1
+thread, and N = 2 processes of cores/N threads each (on a 2-core CPU the 2 processes share the
+two cores: one thread each), each launched by torchrun. The workload is the default pipeline's:
 the MobileNetV2-0.35 supernet of the projected problem (0.7x width, half depth, 16 px, 2 random
 configurations per step) and the full MobileNetV2-0.35 at 28 px, global batch 128, on random
 uint8 images held in memory (the data path is the same as Fashion-MNIST's). Figures are rank 0's
@@ -175,11 +176,10 @@ def worker(out: Path, steps: int) -> None:
         leave_world()
 
 
-def launch(nproc: int, steps: int) -> dict:
-    cores = os.cpu_count() or 1
+def launch(nproc: int, threads: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(max(1, cores // nproc))}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
         command = [
             sys.executable,
             "-m",
@@ -206,24 +206,30 @@ def main() -> None:
     if args.worker is not None:
         worker(args.worker, args.steps)
         return
-    runs: dict[int, list[dict]] = {1: [], 2: []}
+    cores = os.cpu_count() or 1
+    setups = [(1, cores), (1, 1), (2, max(1, cores // 2))]  # (processes, threads per process)
+    runs: dict[tuple[int, int], list[dict]] = {setup: [] for setup in setups}
     for repeat in range(args.repeats):
-        for nproc in (1, 2):  # interleaved: machine load drifts hit both alike
-            runs[nproc].append(launch(nproc, args.steps))
-            print(f"repeat {repeat + 1}/{args.repeats}, {nproc} process(es): " + json.dumps(runs[nproc][-1]), flush=True)
-    print(f"\n{os.cpu_count()} cores, {args.steps} steps of global batch {BATCH}, medians of {args.repeats}:")
+        for setup in setups:  # interleaved: machine load drifts hit every setup alike
+            runs[setup].append(launch(*setup, args.steps))
+            print(f"repeat {repeat + 1}/{args.repeats}, {setup}: " + json.dumps(runs[setup][-1]), flush=True)
+    print(f"\n{cores} cores, {args.steps} steps of global batch {BATCH}, medians of {args.repeats}:")
     print(f"{'':10}{'procs':>6}{'threads':>8}{'images/s':>10}{'all-reduce s':>14}{'% in all-reduce':>17}")
     median = {}
     for name in ("supernet", "train"):
-        for nproc in (1, 2):
-            rows = [r[name] for r in runs[nproc]]
+        for setup in setups:
+            rows = [r[name] for r in runs[setup]]
             ips = statistics.median(r["images_per_s"] for r in rows)
             ar = statistics.median(r["allreduce_s"] for r in rows)
             share = statistics.median(100 * r["allreduce_s"] / r["seconds"] for r in rows)
-            median[name, nproc] = ips
-            print(f"{name:10}{nproc:>6}{runs[nproc][0]['threads']:>8}{ips:>10.0f}{ar:>14.2f}{share:>16.1f}%")
+            median[name, setup] = ips
+            print(f"{name:10}{setup[0]:>6}{setup[1]:>8}{ips:>10.1f}{ar:>14.2f}{share:>16.1f}%")
     for name in ("supernet", "train"):
-        print(f"{name}: 2 processes / 1 process = {median[name, 2] / median[name, 1]:.2f}x images/s")
+        two = median[name, setups[2]]
+        print(
+            f"{name}: 2 processes / 1 process ({cores} threads) = {two / median[name, setups[0]]:.2f}x, "
+            f"/ 1 process (1 thread) = {two / median[name, setups[1]]:.2f}x images/s"
+        )
 
 
 if __name__ == "__main__":

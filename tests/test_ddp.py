@@ -56,12 +56,15 @@ def test_two_processes_compute_what_one_does(data_dir, tmp_path, single_thread, 
     two = torch.load(tmp_path / "ddp-results.pt", weights_only=False)
     assert two["world_size"] == 2
 
-    # Supernet: one epoch of sandwich steps, each rank on 32 of every 64 images.
+    # One epoch of 4 sandwich steps / plain steps, each rank on 32 of every 64 images.
     for name in ("supernet", "training"):
         a, b = one[name]["state"], two[name]["state"]
         assert a.keys() == b.keys()
         for key in a:
-            assert torch.allclose(a[key].float(), b[key].float(), rtol=1e-3, atol=1e-4), f"{name}: {key} differs"
+            # BN statistics are re-estimated at the epoch's end from the weights: their float32
+            # differences come out about 10x the weights' (float64 runs agree to 1e-15).
+            rtol, atol = (1e-2, 1e-3) if "running" in key else (1e-3, 1e-4)
+            assert torch.allclose(a[key].float(), b[key].float(), rtol=rtol, atol=atol), f"{name}: {key} differs"
         for row_a, row_b in zip(one[name]["curves"], two[name]["curves"]):
             assert row_a.keys() == row_b.keys()
             for key in row_a:
