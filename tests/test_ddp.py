@@ -149,7 +149,7 @@ def test_a_killed_rank_stops_the_stage_and_the_next_run_resumes(data_dir, tmp_pa
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"].update(arch="resnet18", width=0.25, cifar=True)
     params["transfer"].update(width=0.5, depth=0.5, resolution=14, data_fraction=1.0)
-    params["supernet"].update(epochs=2, batch_size=32, groups=4, eval_images=128, warmup_epochs=0.0, samples=1)
+    params["supernet"].update(epochs=2, batch_size=64, groups=4, eval_images=128, warmup_epochs=0.0, samples=1)
     params["resources"].update(nproc=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
