@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slimnet.errors import SlimnetError
+from slimnet.errors import SlimnetError, leave_for_launcher
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Channel numbers under a budget: AutoSlim + width transfer.")
 out = Console()
@@ -34,7 +34,8 @@ def user_errors(command: Callable) -> Callable:
         try:
             return command(*args, **kwargs)
         except SlimnetError as error:
-            print(f"error: {error}", file=sys.stderr)
+            if not leave_for_launcher(str(error)):  # a launched rank: the launcher prints it once
+                print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -92,22 +93,33 @@ def project(params: Path = PARAMS) -> None:
 @user_errors
 def supernet(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Train the slimmable supernet of the projected network (sandwich rule, in-place distillation)."""
-    from slimnet.pipeline.common import pick_device
+    from slimnet.pipeline.ranks import stage_processes
     from slimnet.pipeline.supernet import run_supernet
 
     p = _load(params)
-    _print_summary("supernet", run_supernet(p.model, p.transfer, p.supernet, device=pick_device(device)))
+    args = ["supernet", "--params", str(params), "--device", device]
+    with stage_processes(p.resources, args, device, **{"supernet.batch_size": p.supernet.batch_size}) as rank:
+        if rank is not None:
+            world, on = rank
+            summary = run_supernet(p.model, p.transfer, p.supernet, device=on, world=world, sync_bn=p.resources.sync_bn)
+            if world.is_main:
+                _print_summary("supernet", summary)
 
 
 @app.command()
 @user_errors
 def search(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Greedy slimming from the largest configuration to the floor; writes the whole trajectory."""
-    from slimnet.pipeline.common import pick_device
+    from slimnet.pipeline.ranks import stage_processes
     from slimnet.pipeline.search import run_search
 
     p = _load(params)
-    _print_summary("search", run_search(p.search, device=pick_device(device)))
+    with stage_processes(p.resources, ["search", "--params", str(params), "--device", device], device) as rank:
+        if rank is not None:
+            world, on = rank
+            summary = run_search(p.search, device=on, world=world)
+            if world.is_main:
+                _print_summary("search", summary)
 
 
 @app.command()
@@ -136,11 +148,17 @@ def train(
     variant: str = typer.Option(..., "--variant", help="optimized or uniform"), params: Path = PARAMS, device: str = DEVICE
 ) -> None:
     """Train one variant from scratch on the full data (resumes after a kill)."""
-    from slimnet.pipeline.common import pick_device
+    from slimnet.pipeline.ranks import stage_processes
     from slimnet.pipeline.train import run_train
 
     p = _load(params)
-    _print_summary(f"train {variant}", run_train(variant, p.train, device=pick_device(device)))
+    args = ["train", "--variant", variant, "--params", str(params), "--device", device]
+    with stage_processes(p.resources, args, device, **{"train.batch_size": p.train.batch_size}) as rank:
+        if rank is not None:
+            world, on = rank
+            summary = run_train(variant, p.train, device=on, world=world, sync_bn=p.resources.sync_bn)
+            if world.is_main:
+                _print_summary(f"train {variant}", summary)
 
 
 @app.command()

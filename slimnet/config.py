@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import yaml
 from pydantic import (
@@ -214,6 +214,26 @@ class SlimmableParams(Section):
         return sorted(value, reverse=True)  # widest first: it is the teacher of the others
 
 
+class ResourcesParams(Section):
+    """How many processes run the heavy stages (supernet, search, train): never what they compute,
+    so no stage lists these keys and changing them reruns nothing (like --device)."""
+
+    nproc: Union[PositiveInt, Literal["auto"]] = 1  # per node; auto: one per GPU, else 1
+    nnodes: PositiveInt = 1
+    rdzv_endpoint: Optional[str] = None  # host:port of the first node, required when nnodes > 1
+    rdzv_id: str = "slimnet"  # the same on every node of one job
+    sync_bn: bool = False  # batch statistics over the global batch: results equal 1 process's
+    threads: Union[PositiveInt, Literal["auto"]] = "auto"  # intra-op threads per process; auto: cores / nproc
+
+    @model_validator(mode="after")
+    def _several_nodes_meet(self) -> "ResourcesParams":
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"nnodes is {self.nnodes}: set rdzv_endpoint to host:port of the first node (e.g. node0:29400)")
+        if self.rdzv_endpoint is not None and not re.fullmatch(r"\[?[\w.:-]+\]?:\d+", self.rdzv_endpoint):
+            raise ValueError(f"rdzv_endpoint must be host:port, got {self.rdzv_endpoint!r}")
+        return self
+
+
 class Params(Section):
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -238,6 +258,7 @@ class Params(Section):
         if self.slimmable.epochs is None:
             return self.train
         return self.train.model_copy(update={"epochs": self.slimmable.epochs})
+    resources: ResourcesParams = ResourcesParams()
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

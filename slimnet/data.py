@@ -77,23 +77,29 @@ class ImageSet:
         generator: torch.Generator | None = None,
         drop_last: bool = False,
         limit: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield (normalized float32 channels_last images, int64 labels) on the device.
 
         `generator` must be a CPU generator; it drives shuffling and augmentation.
         `limit` keeps the first `limit` images of the (shuffled) order.
+        `shard` = (rank, size): yield only this rank's contiguous share of every batch of
+        `batch_size` (the global batch): the same order, the same drop_last decision and, for
+        in-memory sets, the same augmentation draws as one process; an empty share is skipped.
         """
         raise NotImplementedError
 
 
-def random_crop_flip(images: Tensor, pad: int, generator: torch.Generator | None) -> Tensor:
-    """Zero-pad once, then gather every sample's crop (and optional mirror) in one indexing op."""
+def random_crop_flip(
+    images: Tensor, pad: int, generator: torch.Generator | None, draws: tuple[Tensor, Tensor, Tensor] | None = None
+) -> Tensor:
+    """Zero-pad once, then gather every sample's crop (and optional mirror) in one indexing op.
+
+    ``draws`` (offsets y, x and flips, from :func:`crop_flip_draws`) replace the generator's.
+    """
     b, c, h, w = images.shape
     device = images.device
-    # Random draws happen on the CPU so a CPU generator gives identical results on any device.
-    off_y = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    off_x = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    flip = torch.rand(b, 1, generator=generator) < 0.5
+    off_y, off_x, flip = draws if draws is not None else crop_flip_draws(b, pad, generator)
     cols = torch.arange(w)
     rows = (off_y + torch.arange(h)).to(device)
     cols = (off_x + torch.where(flip, cols.flip(0), cols)).to(device)
@@ -101,6 +107,19 @@ def random_crop_flip(images: Tensor, pad: int, generator: torch.Generator | None
     batch = torch.arange(b, device=device).view(b, 1, 1, 1)
     chan = torch.arange(c, device=device).view(1, c, 1, 1)
     return padded[batch, chan, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+
+
+def crop_flip_draws(b: int, pad: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    # Random draws happen on the CPU so a CPU generator gives identical results on any device.
+    off_y = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    off_x = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    flip = torch.rand(b, 1, generator=generator) < 0.5
+    return off_y, off_x, flip
+
+
+def _share(n: int, shard: tuple[int, int]) -> tuple[int, int]:
+    rank, size = shard
+    return n * rank // size, n * (rank + 1) // size
 
 
 class TensorImageSet(ImageSet):
@@ -125,6 +144,7 @@ class TensorImageSet(ImageSet):
         generator: torch.Generator | None = None,
         drop_last: bool = False,
         limit: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_args(batch_size, limit)
         order = _order(len(self), shuffle, limit, generator).to(self.device)
@@ -132,9 +152,15 @@ class TensorImageSet(ImageSet):
             idx = order[start : start + batch_size]
             if drop_last and len(idx) < batch_size:
                 break
+            lo, hi = _share(len(idx), shard)
+            # The whole batch's draws, so the generator moves as in one process.
+            draws = crop_flip_draws(len(idx), self.resolution // 8, generator) if augment else None
+            if hi == lo:
+                continue
+            idx = idx[lo:hi]
             images = self.images[idx]
-            if augment:
-                images = random_crop_flip(images, self.resolution // 8, generator)
+            if draws is not None:
+                images = random_crop_flip(images, self.resolution // 8, None, tuple(d[lo:hi] for d in draws))
             yield self.normalize(images), self.labels[idx]
 
 
@@ -179,7 +205,9 @@ class FolderImageSet(ImageSet):
         super().__init__(record, record["labels"], device)
         self.root = Path(record["root"])
         self.paths: list[str] = list(record["paths"])
-        self.num_workers = min(8, os.cpu_count() or 1)
+        # Ranks on one host share its cores (torchrun sets LOCAL_WORLD_SIZE).
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        self.num_workers = min(8, max(1, (os.cpu_count() or 1) // local_ranks))
 
     def subset(self, positions: Tensor) -> FolderImageSet:
         record = dict(self._meta)
@@ -196,17 +224,25 @@ class FolderImageSet(ImageSet):
         generator: torch.Generator | None = None,
         drop_last: bool = False,
         limit: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_args(batch_size, limit)
         order = _order(len(self), shuffle, limit, generator).tolist()
         dataset = _FolderDataset(
             self.root, [self.paths[i] for i in order], self.labels[order].tolist(), folder_transform(self.resolution, augment)
         )
+        # Each rank loads its share of every global batch (positions in `order`).
+        shares = []
+        for start in range(0, len(order), batch_size):
+            stop = min(start + batch_size, len(order))
+            if drop_last and stop - start < batch_size:
+                break
+            lo, hi = _share(stop - start, shard)
+            if hi > lo:
+                shares.append(list(range(start + lo, start + hi)))
         loader = torch.utils.data.DataLoader(
             dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            drop_last=drop_last,
+            batch_sampler=shares,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             generator=generator,  # seeds the workers' augmentation RNG

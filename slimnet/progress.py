@@ -34,9 +34,22 @@ class Reporter:
             print(text, file=sys.stderr, flush=True)
 
 
+class Silent(Reporter):
+    """Reports nothing: data-parallel ranks other than 0 (rank 0 speaks for all)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def line(self, text: str) -> None:
+        pass
+
+
 @contextmanager
-def reporter(enabled: bool | None = None) -> Iterator[Reporter]:
-    """A bar when stderr is a terminal (or ``enabled``), plain lines otherwise."""
+def reporter(enabled: bool | None = None, silent: bool = False) -> Iterator[Reporter]:
+    """A bar when stderr is a terminal (or ``enabled``), plain lines otherwise; nothing if ``silent``."""
+    if silent:
+        yield Silent()
+        return
     interactive = console.is_terminal if enabled is None else enabled
     if not interactive:
         yield Reporter(None)

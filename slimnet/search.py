@@ -20,6 +20,7 @@ from torch import nn
 from slimnet import atomic
 from slimnet.arch import ArchSpec
 from slimnet.bn import calibrating, slim_bns
+from slimnet.distributed import SINGLE, World
 from slimnet.errors import SlimnetError
 from slimnet.flops import cost
 from slimnet.nn.network import Network
@@ -149,8 +150,10 @@ class CandidateEvaluator:
         evaluate: Batches,
         cache_bytes: int = 2**30,
         bn: Literal["recalibrate", "online"] = "recalibrate",
+        world: World = SINGLE,
     ):
         self.network, self.space = network.eval(), space
+        self.world = world  # ``evaluate`` holds this rank's share; scores sum every rank's
         self.online = bn == "online"
         self.calib_inputs = [] if self.online else [x for x, _ in calib]
         self.eval_batches = evaluate
@@ -299,7 +302,8 @@ class CandidateEvaluator:
 
     @torch.no_grad()
     def _evaluate_features(self, features: list[torch.Tensor]) -> Score:
-        return Score(*top1_and_loss((self.network.head(x), y) for x, (_, y) in zip(features, self.eval_batches)))
+        outputs = ((self.network.head(x), y) for x, (_, y) in zip(features, self.eval_batches))
+        return Score(*top1_and_loss(outputs, self.world))
 
 
 def _own(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

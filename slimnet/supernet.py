@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from slimnet.arch import ArchSpec
 from slimnet.bn import recalibrate
 from slimnet.checkpoint import Checkpoints, fingerprint, restore_rng_state, rng_state
+from slimnet.distributed import SINGLE, GradientReducer, World, loss_share
 from slimnet.errors import SlimnetError
 from slimnet.flops import flops as count_flops
 from slimnet.nn.network import Network
@@ -25,6 +26,7 @@ from slimnet.progress import Reporter
 from slimnet.recipe import Recipe
 from slimnet.scoring import accuracy
 from slimnet.space import ChannelSpace
+from slimnet.sync_bn import use_sync_bn
 
 
 def build_space(reference: ArchSpec, *, min_width: float, max_width: float, groups: int, divisor: int) -> ChannelSpace:
@@ -59,8 +61,16 @@ def sandwich_step(
     label_smoothing: float,
     generator: torch.Generator,
     autocast: bool = False,
+    reducer: GradientReducer | None = None,
+    global_batch: int | None = None,
 ) -> tuple[float, list[dict[str, int]]]:
-    """One optimizer step over max, min and ``samples`` random configs; returns the max config's loss."""
+    """One optimizer step over max, min and ``samples`` random configs; returns the max config's loss.
+
+    Data-parallel: ``images`` are this rank's share of a ``global_batch``; every rank draws the
+    same configs from the same ``generator``; the configs' gradients add up locally and
+    ``reducer`` sums them over ranks once, before the step.
+    """
+    share = loss_share(len(labels), global_batch or len(labels))
     configs = [space.maximum, space.minimum] + [space.sample(generator) for _ in range(samples)]
     optimizer.zero_grad(set_to_none=True)
     network.train()
@@ -76,7 +86,9 @@ def sandwich_step(
             max_loss = loss.detach()
         else:
             loss = distill_loss(logits, teacher)
-        loss.backward()
+        (loss if share == 1.0 else loss * share).backward()
+    if reducer is not None:
+        (max_loss,) = reducer.reduce(max_loss * share)
     optimizer.step()
     return float(max_loss), configs
 
@@ -87,11 +99,15 @@ def evaluate_config(
     config: dict[str, int],
     calib_batches: list[tuple[torch.Tensor, torch.Tensor]],
     eval_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    world: World = SINGLE,
 ) -> tuple[float, float]:
-    """Top-1 accuracy (%) and mean loss of one sub-network with recalibrated BN."""
+    """Top-1 accuracy (%) and mean loss of one sub-network with recalibrated BN.
+
+    Every rank recalibrates on all of ``calib_batches``; ``eval_batches`` are this rank's share.
+    """
     network.set_channels(config)
     recalibrate(network, (x for x, _ in calib_batches))
-    return accuracy(network, eval_batches)
+    return accuracy(network, eval_batches, world)
 
 
 def train_supernet(
@@ -107,10 +123,20 @@ def train_supernet(
     device: torch.device,
     report: Reporter,
     on_epoch: Callable[[dict], None] | None = None,
+    world: World = SINGLE,
+    sync_bn: bool = False,
 ) -> tuple[Network, list[dict], dict]:
-    """Train the supernet, resuming from the last checkpoint; returns (network, curves, summary)."""
+    """Train the supernet, resuming from the last checkpoint; returns (network, curves, summary).
+
+    With several ranks (``world``), each takes its share of every global batch of
+    ``recipe.batch_size`` and of ``eval_batches``; rank 0 alone saves checkpoints.
+    ``sync_bn``: batch statistics over the global batch instead of each rank's share.
+    """
     torch.manual_seed(recipe.seed)
     network = build_supernet(space).to(device, memory_format=torch.channels_last)
+    if sync_bn:
+        use_sync_bn(network, world)
+    reducer = GradientReducer(list(network.parameters()), world)
     optimizer = make_optimizer(
         network, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
     )
@@ -142,8 +168,16 @@ def train_supernet(
     for epoch in range(start_epoch, recipe.epochs):
         started = time.perf_counter()
         report.start(f"supernet epoch {epoch + 1}/{recipe.epochs}", steps_per_epoch)
+        world.seed_dropout(recipe.seed, epoch)
         loss_sum = 0.0
-        batches = train_set.batches(recipe.batch_size, shuffle=True, augment=True, generator=data_generator, drop_last=True)
+        batches = train_set.batches(
+            recipe.batch_size,
+            shuffle=True,
+            augment=True,
+            generator=data_generator,
+            drop_last=True,
+            shard=(world.rank, world.size),
+        )
         for index, (images, labels) in enumerate(batches):
             step = epoch * steps_per_epoch + index
             set_lr(optimizer, recipe.scaled_lr() * lr_factor(step, total_steps, warmup_steps, recipe.schedule))
@@ -157,13 +191,15 @@ def train_supernet(
                 label_smoothing=recipe.label_smoothing,
                 generator=generator,
                 autocast=autocast,
+                reducer=reducer,
+                global_batch=recipe.batch_size,
             )
             loss_sum += loss
-            # forward + backward ~ 3x the forward multiply-accumulates
-            train_flops += 3 * len(images) * sum(config_flops(c) for c in configs)
+            # forward + backward ~ 3x the forward multiply-accumulates (of the whole global batch)
+            train_flops += 3 * recipe.batch_size * sum(config_flops(c) for c in configs)
             report.advance()
-        max_acc, max_loss = evaluate_config(network, space.maximum, calib_batches, eval_batches)
-        min_acc, min_loss = evaluate_config(network, space.minimum, calib_batches, eval_batches)
+        max_acc, max_loss = evaluate_config(network, space.maximum, calib_batches, eval_batches, world)
+        min_acc, min_loss = evaluate_config(network, space.minimum, calib_batches, eval_batches, world)
         seconds += time.perf_counter() - started
         row = {
             "epoch": epoch + 1,
@@ -178,19 +214,8 @@ def train_supernet(
             f"supernet epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, "
             f"val top-1 max {max_acc:.2f}% min {min_acc:.2f}% ({time.perf_counter() - started:.1f}s)"
         )
-        checkpoints.save(
-            {
-                "model": network.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(),
-                "data_generator": data_generator.get_state(),
-                "epoch": epoch + 1,
-                "rng": rng_state(),
-                "curves": curves,
-                "train_flops": train_flops,
-                "seconds": seconds,
-            }
-        )
+        if world.is_main:
+            checkpoints.save(_supernet_state(network, optimizer, generator, data_generator, epoch, curves, train_flops, seconds))
         if on_epoch is not None:
             on_epoch(row)
     summary = {
@@ -201,8 +226,34 @@ def train_supernet(
         "max_flops": config_flops(space.maximum),
         "min_flops": config_flops(space.minimum),
     }
+    if world.size > 1:
+        summary["allreduce_seconds"] = round(reducer.seconds, 2)
     network.set_channels(space.maximum)
     return network, curves, summary
+
+
+def _supernet_state(
+    network: Network,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    data_generator: torch.Generator,
+    epoch: int,
+    curves: list[dict],
+    train_flops: int,
+    seconds: float,
+) -> dict:
+    """What a resumed run needs; nothing in it depends on the number of ranks."""
+    return {
+        "model": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "data_generator": data_generator.get_state(),
+        "epoch": epoch + 1,
+        "rng": rng_state(),
+        "curves": curves,
+        "train_flops": train_flops,
+        "seconds": seconds,
+    }
 
 
 def supernet_key(reference: ArchSpec, space: ChannelSpace, recipe: Recipe, samples: int, train_size: int) -> str:

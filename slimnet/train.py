@@ -11,10 +11,12 @@ from torch import nn
 
 from slimnet.bn import recalibrate_plain
 from slimnet.checkpoint import Checkpoints, restore_rng_state, rng_state
+from slimnet.distributed import SINGLE, GradientReducer, World, loss_share
 from slimnet.optim import lr_factor, make_optimizer, schedule_steps, set_lr
 from slimnet.progress import Reporter
 from slimnet.recipe import Recipe
 from slimnet.scoring import accuracy
+from slimnet.sync_bn import local_bn, use_sync_bn
 
 BN_IMAGES = 2048  # training images the BN statistics are re-estimated on after each epoch
 
@@ -30,9 +32,19 @@ def train_network(
     report: Reporter,
     name: str = "train",
     on_epoch: Callable[[dict], None] | None = None,
+    world: World = SINGLE,
+    sync_bn: bool = False,
 ) -> tuple[nn.Module, list[dict], dict]:
-    """SGD + nesterov with warm-up and linear/cosine decay, label smoothing, augmentation."""
+    """SGD + nesterov with warm-up and linear/cosine decay, label smoothing, augmentation.
+
+    With several ranks (``world``), each takes its share of every global batch of
+    ``recipe.batch_size`` (same learning rate as one process) and of the validation images;
+    gradients are summed over ranks once per step; rank 0 alone saves checkpoints.
+    """
     model = model.to(device, memory_format=torch.channels_last)
+    if sync_bn:
+        use_sync_bn(model, world)
+    reducer = GradientReducer(list(model.parameters()), world)
     optimizer = make_optimizer(
         model, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
     )
@@ -53,9 +65,13 @@ def train_network(
         started = time.perf_counter()
         model.train()
         report.start(f"{name} epoch {epoch + 1}/{recipe.epochs}", steps_per_epoch)
+        world.seed_dropout(recipe.seed, epoch)
         loss_sum = torch.zeros((), device=device)
+        shard = (world.rank, world.size)
         for index, (x, y) in enumerate(
-            train_set.batches(recipe.batch_size, shuffle=True, augment=True, generator=data_generator, drop_last=True)
+            train_set.batches(
+                recipe.batch_size, shuffle=True, augment=True, generator=data_generator, drop_last=True, shard=shard
+            )
         ):
             set_lr(
                 optimizer,
@@ -64,17 +80,22 @@ def train_network(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            share = loss_share(len(y), recipe.batch_size)
+            if share != 1.0:
+                loss = loss * share  # the ranks' shares add up to the global batch's mean
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            (step_loss,) = reducer.reduce(loss.detach())
             optimizer.step()
-            loss_sum += loss.detach()  # no host sync inside the step
+            loss_sum += step_loss  # no host sync inside the step
             report.advance()
         # A fixed random subset: image folders are stored class by class.
         bn_batches = train_set.batches(
             512, shuffle=True, augment=False, limit=BN_IMAGES, generator=torch.Generator().manual_seed(0)
         )
-        recalibrate_plain(model, (x for x, _ in bn_batches))
-        val_acc, val_loss = accuracy(model, val_set.batches(512, shuffle=False, augment=False))
+        with local_bn(model):  # every rank re-estimates on the same images
+            recalibrate_plain(model, (x for x, _ in bn_batches))
+        val_acc, val_loss = accuracy(model, val_set.batches(512, shuffle=False, augment=False, shard=shard), world)
         seconds += time.perf_counter() - started
         row = {
             "epoch": epoch + 1,
@@ -86,18 +107,21 @@ def train_network(
         report.line(
             f"{name} epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, val top-1 {val_acc:.2f}% ({time.perf_counter() - started:.1f}s)"
         )
-        checkpoints.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "data_generator": data_generator.get_state(),
-                "epoch": epoch + 1,
-                "rng": rng_state(),
-                "curves": curves,
-                "seconds": seconds,
-            }
-        )
+        if world.is_main:
+            checkpoints.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "data_generator": data_generator.get_state(),
+                    "epoch": epoch + 1,
+                    "rng": rng_state(),
+                    "curves": curves,
+                    "seconds": seconds,
+                }
+            )
         if on_epoch is not None:
             on_epoch(row)
     summary = {"val_acc": curves[-1]["val_acc"], "train_seconds": round(seconds, 2), "epochs": recipe.epochs}
+    if world.size > 1:
+        summary["allreduce_seconds"] = round(reducer.seconds, 2)
     return model, curves, summary

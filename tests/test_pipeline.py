@@ -229,6 +229,14 @@ def test_a_new_projection_changes_the_search_splits_only(project):
     assert changed_stages(dvc(project, "status")) == []
 
 
+def test_changing_the_number_of_processes_reruns_nothing(project):
+    # resources.* say how the stages run, not what they compute: no stage lists them.
+    assert changed_stages(dvc(project, "status")) == []
+    set_params(project, {"resources": {"nproc": 2, "sync_bn": True, "threads": 1}})
+    assert changed_stages(dvc(project, "status")) == []
+    set_params(project, {"resources": {"nproc": 1, "sync_bn": False, "threads": "auto"}})
+
+
 def test_arch_show_checks_a_spec_against_the_supernet(project, monkeypatch):
     from typer.testing import CliRunner
 

@@ -10,6 +10,8 @@ import torch
 from slimnet import atomic
 from slimnet.config import SearchParams
 from slimnet.data import fixed_batches, load_split
+from slimnet.distributed import SINGLE, World
+from slimnet.errors import SlimnetError
 from slimnet.flops import cost
 from slimnet.pipeline.common import DATA, STAGES, write_csv, write_timings
 from slimnet.progress import reporter
@@ -17,16 +19,19 @@ from slimnet.search import CandidateEvaluator, Trajectory, greedy_slim
 from slimnet.supernet import load_supernet_file
 
 
-def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = STAGES / "search") -> dict:
+def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = STAGES / "search", world: World = SINGLE) -> dict:
+    """The greedy trajectory; with several ranks each scores its share of the held-out batches
+    (calibration, for bn: recalibrate, runs whole on every rank) and rank 0 writes the outputs."""
     network, reference, space = load_supernet_file(STAGES / "supernet" / "supernet.pt", device)
     calib_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
     calib = fixed_batches(calib_set, search.calib_images, search.batch_size, search.seed)
     evals = fixed_batches(val_set, search.eval_images, search.batch_size, search.seed + 1)
-    evaluator = CandidateEvaluator(network, space, calib, evals, bn=search.bn)
+    shares = rank_batches(evals, search, world)
+    evaluator = CandidateEvaluator(network, space, calib, shares, bn=search.bn, world=world)
     max_flops = cost(space.blueprint, space.maximum, reference.resolution).flops
     started = time.perf_counter()
-    with reporter() as report:
+    with reporter(silent=not world.is_main) as report:
         points = greedy_slim(
             evaluator,
             reference=reference,
@@ -36,6 +41,8 @@ def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = ST
             report=report,
         )
     seconds = time.perf_counter() - started
+    if not world.is_main:
+        return {"steps": len(points) - 1, "seconds": round(seconds, 2)}
     Trajectory(reference=reference, points=points).save(out_dir / "trajectory.json")
     write_csv(
         out_dir / "trajectory.csv",
@@ -56,3 +63,15 @@ def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = ST
     atomic.write_json(out_dir / "metrics.json", metrics)
     write_timings(out_dir, {"seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(steps, 1), 4)})
     return {**metrics, "seconds": round(seconds, 2)}
+
+
+def rank_batches(evals: list, search: SearchParams, world: World) -> list:
+    """This rank's held-out batches. With bn: online a batch normalizes itself, so ranks must hold
+    whole batches for scores to equal one process's; in eval mode (recalibrate) any split is exact."""
+    if search.bn == "online" and len(evals) < world.size:
+        raise SlimnetError(
+            f"search.bn online scores whole batches, and search.eval_images / search.batch_size gives {len(evals)} "
+            f"for {world.size} processes: lower search.batch_size to at most {max(1, search.eval_images // world.size)} "
+            "or use fewer processes (resources.nproc)"
+        )
+    return world.share_batches(evals)

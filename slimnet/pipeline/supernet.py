@@ -10,6 +10,7 @@ from slimnet import atomic
 from slimnet.checkpoint import Checkpoints
 from slimnet.config import ModelParams, SupernetParams, TransferParams
 from slimnet.data import fixed_batches, load_split
+from slimnet.distributed import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
 from slimnet.pipeline.specs import projected_uniform
 from slimnet.progress import reporter
@@ -23,7 +24,10 @@ def run_supernet(
     *,
     device: torch.device,
     out_dir: Path = STAGES / "supernet",
+    world: World = SINGLE,
+    sync_bn: bool = False,
 ) -> dict:
+    """Train the supernet (on every rank of ``world``); rank 0 writes the outputs."""
     meta = read_json(DATA / "search" / "meta.json", "project")  # search resolution, classes, channels
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
@@ -33,9 +37,9 @@ def run_supernet(
     )
     recipe = supernet
     calib = fixed_batches(train_set, supernet.eval_images, 512, recipe.seed)
-    evals = fixed_batches(val_set, supernet.eval_images, 512, recipe.seed)
+    evals = world.share_batches(fixed_batches(val_set, supernet.eval_images, 512, recipe.seed))
     checkpoints = Checkpoints(CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set)))
-    with reporter() as report:
+    with reporter(silent=not world.is_main) as report:
         network, curves, summary = train_supernet(
             space,
             train_set,
@@ -47,11 +51,15 @@ def run_supernet(
             checkpoints=checkpoints,
             device=device,
             report=report,
+            world=world,
+            sync_bn=sync_bn,
         )
+    timings = {key: summary.pop(key) for key in ("train_seconds", "allreduce_seconds") if key in summary}
+    summary = {**summary, "units": len(space.choices), "train_images": len(train_set)}
+    if not world.is_main:
+        return {**summary, **timings}
     save_supernet_file(out_dir / "supernet.pt", network, reference, space)
     write_csv(out_dir / "curves.csv", curves)
-    timings = {"train_seconds": summary.pop("train_seconds")}
-    summary = {**summary, "units": len(space.choices), "train_images": len(train_set)}
     atomic.write_json(out_dir / "metrics.json", summary)
     write_timings(out_dir, timings)
     checkpoints.clear()

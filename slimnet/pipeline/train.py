@@ -10,6 +10,7 @@ from slimnet import atomic
 from slimnet.arch import load_spec
 from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.data import load_split
+from slimnet.distributed import SINGLE, World
 from slimnet.errors import SlimnetError
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
@@ -18,7 +19,16 @@ from slimnet.recipe import Recipe
 from slimnet.train import train_network
 
 
-def run_train(variant: str, recipe: Recipe, *, device: torch.device, out_dir: Path = STAGES / "train") -> dict:
+def run_train(
+    variant: str,
+    recipe: Recipe,
+    *,
+    device: torch.device,
+    out_dir: Path = STAGES / "train",
+    world: World = SINGLE,
+    sync_bn: bool = False,
+) -> dict:
+    """Train one variant (on every rank of ``world``); rank 0 writes the outputs."""
     if variant not in VARIANTS:
         raise SlimnetError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     spec = load_spec(STAGES / "extrapolate" / f"{variant}.json")
@@ -28,16 +38,27 @@ def run_train(variant: str, recipe: Recipe, *, device: torch.device, out_dir: Pa
     model = Network(spec.blueprint())
     key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
     checkpoints = Checkpoints(CHECKPOINTS / "train" / variant, key)
-    with reporter() as report:
+    with reporter(silent=not world.is_main) as report:
         model, curves, summary = train_network(
-            model, train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report, name=variant
+            model,
+            train_set,
+            val_set,
+            recipe=recipe,
+            checkpoints=checkpoints,
+            device=device,
+            report=report,
+            name=variant,
+            world=world,
+            sync_bn=sync_bn,
         )
+    timings = {key: summary.pop(key) for key in ("train_seconds", "allreduce_seconds") if key in summary}
+    if not world.is_main:
+        return {**summary, **timings}
     target = out_dir / variant
     atomic.save_torch(
         target / "model.pt", {"spec": spec.model_dump(mode="json"), "model": {k: v.cpu() for k, v in model.state_dict().items()}}
     )
     write_csv(target / "curves.csv", curves)
-    timings = {"train_seconds": summary.pop("train_seconds")}
     atomic.write_json(target / "metrics.json", summary)
     write_timings(target, timings)
     checkpoints.clear()
