@@ -117,44 +117,60 @@ def extrapolate(params: Path = PARAMS) -> None:
     from slimnet.pipeline.extrapolate import run_extrapolate
 
     p = _load(params)
-    _print_summary("extrapolate", run_extrapolate(p.model, p.search, p.extrapolate))
+    _print_summary("extrapolate", run_extrapolate(p.model, p.search, p.extrapolate, p.supernet))
 
 
 @app.command()
 @user_errors
 def train(
-    variant: str = typer.Option(..., "--variant", help="optimized or uniform"), params: Path = PARAMS, device: str = DEVICE
+    variant: str = typer.Option(..., "--variant", help="optimized, uniform or random"),
+    seed: int = typer.Option(..., "--seed", help="the training seed: one of train.seeds"),
+    params: Path = PARAMS,
+    device: str = DEVICE,
 ) -> None:
-    """Train one variant from scratch on the full data (resumes after a kill)."""
+    """Train one variant from scratch on the full data with one seed (resumes after a kill)."""
     from slimnet.pipeline.common import pick_device
     from slimnet.pipeline.train import run_train
 
     p = _load(params)
-    _print_summary(f"train {variant}", run_train(variant, p.train, device=pick_device(device)))
+    _print_summary(f"train {variant} seed {seed}", run_train(variant, seed, p.train, device=pick_device(device)))
 
 
 @app.command()
 @user_errors
 def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
-    """Test top-1, FLOPs, params, memory and CPU latency of both variants, and the search cost."""
+    """Test top-1 over the seeds, the paired verdict, FLOPs, params, memory, latency, and the search cost."""
     from slimnet.pipeline.common import pick_device
     from slimnet.pipeline.evaluate import run_evaluate
 
     p = _load(params)
-    metrics = run_evaluate(p.evaluate, device=pick_device(device))
-    table = Table("variant", "top-1 %", "FLOPs", "params", "memory MB", "latency ms")
-    for variant in ("optimized", "uniform"):
+    metrics = run_evaluate(p.evaluate, p.train, device=pick_device(device))
+    table = Table("variant", "top-1 % (mean)", "std", "FLOPs", "params", "memory MB", "latency ms")
+    for variant in p.train.variants:
         m = metrics[variant]
         table.add_row(
             variant,
             f"{m['top1']:.2f}",
+            "-" if m["top1_std"] is None else f"{m['top1_std']:.2f}",
             f"{m['flops']:,}",
             f"{m['params']:,}",
             f"{m['memory_mb']:.2f}",
             f"{metrics['latency'][variant]['latency_ms']:.2f}",
         )
     out.print(table)
-    out.print(f"gain of optimized over uniform: {metrics['gain_top1']:+.2f} top-1 points")
+    out.print(_verdict_line("uniform", metrics, metrics["seeds"]))
+    if "vs_random" in metrics:
+        out.print(_verdict_line("random", metrics["vs_random"], metrics["seeds"]))
+
+
+def _verdict_line(baseline: str, comparison: dict, seeds: int) -> str:
+    gain = f"gain of optimized over {baseline}: {comparison['gain_top1']:+.2f} top-1 points"
+    if comparison["gain_ci95_low"] is None:
+        return f"{gain} (1 seed: no interval) -> {comparison['verdict']}"
+    return (
+        f"{gain}, 95% interval [{comparison['gain_ci95_low']:+.2f}, {comparison['gain_ci95_high']:+.2f}] "
+        f"over {seeds} seeds -> {comparison['verdict']}"
+    )
 
 
 def main() -> None:

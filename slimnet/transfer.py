@@ -21,6 +21,7 @@ from slimnet.space import Blueprint
 
 Metric = Literal["flops", "params"]
 Stacking = Literal["last", "average"]
+PointRule = Literal["ratio", "stacked"]
 
 # Bracket for the global multiplier; far wider than any sensible rescaling.
 K_LOW, K_HIGH = 1e-3, 1e3
@@ -299,6 +300,35 @@ def select_point(trajectory: Sequence[TrajectoryPoint], *, target_ratio: float, 
     return next(p for p in trajectory if getattr(p.ratio, metric) <= target_ratio)
 
 
+def select_stacked_point(
+    trajectory: Sequence[TrajectoryPoint],
+    *,
+    projected_uniform: ArchSpec,
+    full_uniform: ArchSpec,
+    target: int,
+    metric: Metric,
+    stacking: Stacking,
+    divisor: int,
+) -> TrajectoryPoint:
+    """The point whose pattern, stacked to the full network at k = 1, costs nearest the target.
+
+    With depth and resolution projected, layers weigh differently in the full network, so the
+    point at the target's cost ratio may need a large k (the default's ratio point costs ~80% of
+    the target before widening); this one needs the least rescaling of what the search chose.
+    """
+    blueprint = full_uniform.blueprint()
+    base = dict(full_uniform.channels)
+    best: tuple[float, int] | None = None
+    for index, point in enumerate(trajectory):
+        multipliers = width_multipliers(projected_uniform.with_channels(point.channels), projected_uniform)
+        stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)
+        value = getattr(cost(blueprint, scaled_channels(stacked, base, 1.0, divisor), full_uniform.resolution), metric)
+        distance = abs(value / target - 1)
+        if best is None or distance < best[0]:
+            best = (distance, index)
+    return trajectory[best[1]]
+
+
 def _same_network(a: ArchSpec, b: ArchSpec) -> bool:
     return tuple(a.depth) == tuple(b.depth) and a.resolution == b.resolution and a.channels == b.channels
 
@@ -326,11 +356,14 @@ def extrapolate(
     stacking: str,
     divisor: int,
     tolerance: float,
+    point_rule: PointRule = "ratio",
 ) -> dict:
     """The trajectory point for the target, carried to the full network, and its uniform baseline.
 
     The target is flops when given, else params (at least one is given). Without projection
     (same depth, resolution and channels) the selected point is used as it is: plain AutoSlim.
+    ``point_rule`` "ratio" takes the first point at or below the target's cost ratio; "stacked"
+    the point whose stacked full network costs nearest the target at k = 1.
     """
     metric: Metric = "flops" if target_flops is not None else "params"
     target = int(target_flops if target_flops is not None else target_params)
@@ -338,6 +371,16 @@ def extrapolate(
     _check_target_range(trajectory, metric, target, full_cost)
     target_ratio = target / full_cost
     point = select_point(trajectory, target_ratio=target_ratio, metric=metric)
+    if point_rule == "stacked" and not _same_network(projected_uniform, full_uniform):
+        point = select_stacked_point(
+            trajectory,
+            projected_uniform=projected_uniform,
+            full_uniform=full_uniform,
+            target=target,
+            metric=metric,
+            stacking=stacking,  # type: ignore[arg-type]
+            divisor=divisor,
+        )
     selected = projected_uniform.with_channels(point.channels)
     if _same_network(projected_uniform, full_uniform):
         optimized = full_uniform.with_channels(point.channels, note=f"AutoSlim step {point.step}")

@@ -22,7 +22,7 @@ TINY = {
     "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
     "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
-    "train": {"epochs": 3, "batch_size": 32, "warmup_epochs": 0.0},
+    "train": {"epochs": 3, "batch_size": 32, "warmup_epochs": 0.0, "seeds": [0], "variants": ["optimized", "uniform", "random"]},
     "evaluate": {"latency_runs": 3},
 }
 
@@ -53,6 +53,7 @@ def project(tmp_path_factory) -> Path:
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, root / name)
     dvc(root, "init", "--no-scm", "-q")
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
     set_params(root, TINY)
     dvc(root, "repro")
     return root
@@ -82,9 +83,12 @@ def test_all_stages_write_their_outputs(project):
         "stages/extrapolate/optimized.json",
         "stages/extrapolate/uniform.json",
         "stages/extrapolate/channels.csv",
-        "stages/train/optimized/model.pt",
-        "stages/train/uniform/model.pt",
+        "stages/extrapolate/random.json",
+        "stages/train/optimized/0/model.pt",
+        "stages/train/uniform/0/model.pt",
+        "stages/train/random/0/model.pt",
         "stages/evaluate/metrics.json",
+        "stages/evaluate/seeds.csv",
         "stages/evaluate/accuracy_vs_flops.csv",
     ):
         assert (project / path).is_file(), path
@@ -93,18 +97,21 @@ def test_all_stages_write_their_outputs(project):
 def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
     from slimnet.arch import load_spec
 
-    for variant in ("optimized", "uniform"):
+    for variant in ("optimized", "uniform", "random"):
         spec = load_spec(project / f"stages/extrapolate/{variant}.json")
         assert abs(spec.cost().flops / 8e6 - 1) <= 0.01, (variant, spec.cost())
         assert spec.resolution == 28 and spec.depth == (1, 2, 3, 4, 3, 3, 1)  # the full network
     metrics = load(project, "stages/evaluate/metrics.json")
-    for variant in ("optimized", "uniform"):
+    for variant in ("optimized", "uniform", "random"):
         assert 10.0 < metrics[variant]["top1"] <= 100.0  # trained: better than chance on 10 classes
         assert abs(metrics[variant]["flops"] / 8e6 - 1) <= 0.01
         assert metrics[variant]["params"] > 0 and "latency_ms" not in metrics[variant]  # measured: not a DVC output
     latency = load(project, "stages/evaluate/timings.json")
     assert latency["optimized"]["latency_ms"] > 0 and latency["uniform"]["latency_ms"] > 0
-    assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=1e-6)
+    assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=2e-3)
+    # One seed: a gain but no interval, and never a win.
+    assert metrics["seeds"] == 1 and metrics["gain_ci95_low"] is None and metrics["verdict"] == "within noise"
+    assert metrics["vs_random"]["verdict"] == "within noise"
     cost = metrics["search_cost"]
     assert cost["supernet_train_flops"] > 0 and cost["search_flops"] > 0
     assert cost["direct_flops_est"] > cost["supernet_train_flops"] + cost["search_flops"] and cost["saving_x"] > 1
@@ -127,7 +134,7 @@ def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
     assert "Running stage 'scan'" in log, log
     for stage in ("data", "project", "supernet", "search"):
         assert f"Stage '{stage}' didn't change, skipping" in log, log
-    for stage in ("extrapolate", "train@optimized", "train@uniform", "evaluate"):
+    for stage in ("extrapolate", "train@optimized-0", "train@uniform-0", "train@random-0", "evaluate"):
         assert f"Running stage '{stage}'" in log, log
     metrics = load(project, "stages/evaluate/metrics.json")
     assert abs(metrics["optimized"]["flops"] / 6e6 - 1) <= 0.01
@@ -139,6 +146,27 @@ def test_a_new_projection_changes_the_search_splits_only(project):
     status = dvc(project, "status")
     assert changed_stages(status) == ["project"], status  # not data: the full splits (and train) stay
     set_params(project, {"transfer": TINY["transfer"]})
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
+    before = (project / "stages/evaluate/seeds.csv").read_text()
+    set_params(project, {"train": {"seeds": [0, 1]}})
+    log = dvc(project, "repro")
+    for variant in ("optimized", "uniform", "random"):
+        assert f"Stage 'train@{variant}-0' didn't change, skipping" in log, log
+        assert f"Running stage 'train@{variant}-1'" in log, log
+    assert "Running stage 'evaluate'" in log and "Running stage 'extrapolate'" not in log, log
+    metrics = load(project, "stages/evaluate/metrics.json")
+    rows = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 and all(line in rows for line in before.splitlines())
+    top1 = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[2]) for r in rows[1:]}
+    gains = [top1[("optimized", s)] - top1[("uniform", s)] for s in ("0", "1")]
+    assert metrics["seeds"] == 2 and metrics["gain_top1"] == pytest.approx(sum(gains) / 2, abs=2e-3)
+    # Two seeds: t with one degree of freedom, 12.71 x |g0 - g1| / 2.
+    half = 12.7062 * abs(gains[0] - gains[1]) / 2
+    assert metrics["gain_ci95_high"] - metrics["gain_ci95_low"] == pytest.approx(2 * half, abs=5e-3)
+    assert metrics["verdict"] in ("better", "worse", "within noise")
     assert changed_stages(dvc(project, "status")) == []
 
 
@@ -185,7 +213,7 @@ def out_hashes(project: Path, stage: str) -> dict[str, str]:
     return hashes
 
 
-@pytest.mark.parametrize("stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform"])
+@pytest.mark.parametrize("stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform-0", "evaluate"])
 def test_forcing_a_stage_rewrites_the_same_bytes_and_leaves_nothing_stale(project, stage):
     assert changed_stages(dvc(project, "status")) == []
     before = out_hashes(project, stage)

@@ -16,7 +16,7 @@ from slimnet.pipeline.data_paths import DATA  # noqa: F401 -- re-exported: one d
 
 STAGES = Path("stages")
 CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
-VARIANTS = ("optimized", "uniform")
+VARIANTS = ("optimized", "uniform", "random")  # what extrapolate writes; train.variants picks the trained ones
 TIMINGS = "timings.json"  # untracked, see write_timings
 
 
