@@ -8,6 +8,8 @@ samples is one the sample made, not the supernet. Also prints seconds per step f
     python benchmarks/search_sample_agreement.py [--project .] [--images 256 512 1024 2048] [--points 8]
 
 Run where `dvc repro search` has run (it reads the supernet, the search splits and the trajectory).
+Without a trajectory (only `dvc repro supernet`), the configurations are seeded random draws
+from the supernet's space instead of committed ones (a proxy: the search never visits most).
 """
 
 from __future__ import annotations
@@ -67,9 +69,15 @@ def main() -> None:
     if search.bn == "recalibrate":
         train = load_split(root / "data/search/train.pt", torch.device("cpu"))
         calib = fixed_batches(train, search.calib_images, search.batch_size, search.seed)
-    points = Trajectory.load(root / "stages/search/trajectory.json").points[:-1]
-    chosen = [points[round(i * (len(points) - 1) / max(args.points - 1, 1))] for i in range(args.points)]
-    print(f"criterion {criterion}, bn {search.bn}, per_flop {search.per_flop}; {len(val)} held-out images; steps {[p.step for p in chosen]}")
+    trajectory = root / "stages/search/trajectory.json"
+    if trajectory.is_file():
+        points = Trajectory.load(trajectory).points[:-1]
+        picked = [points[round(i * (len(points) - 1) / max(args.points - 1, 1))] for i in range(args.points)]
+        chosen, where = [p.channels for p in picked], f"trajectory steps {[p.step for p in picked]}"
+    else:
+        generator = torch.Generator().manual_seed(0)
+        chosen, where = [space.sample(generator) for _ in range(args.points)], f"{args.points} random configurations"
+    print(f"criterion {criterion}, bn {search.bn}, per_flop {search.per_flop}; {len(val)} held-out images; {where}")
     print("images  same winner  winner in other's top 3  seconds/step (one sample)")
     for n in args.images:
         if 2 * n > len(val):
@@ -79,12 +87,12 @@ def main() -> None:
         samples = [split([both[0]], search.batch_size), split([both[1]], search.batch_size)]
         same = top3 = 0
         seconds = []
-        for point in chosen:
+        for config in chosen:
             orders = []
             for sample in samples:
                 evaluator = CandidateEvaluator(network, space, calib, sample, bn=search.bn)
                 started = time.perf_counter()
-                orders.append(ranking(evaluator, point.channels, reference.resolution, criterion, search.per_flop))
+                orders.append(ranking(evaluator, config, reference.resolution, criterion, search.per_flop))
                 seconds.append(time.perf_counter() - started)
             same += orders[0][0] == orders[1][0]
             top3 += orders[0][0] in orders[1][:3] and orders[1][0] in orders[0][:3]
