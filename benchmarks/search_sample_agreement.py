@@ -97,7 +97,9 @@ def main() -> None:
             same += orders[0][0] == orders[1][0]
             top3 += orders[0][0] in orders[1][:3] and orders[1][0] in orders[0][:3]
         k = len(chosen)
-        print(f"{n:6d}  {same}/{k} ({same / k:.0%})     {top3}/{k} ({top3 / k:.0%})                {statistics.median(seconds):.2f}")
+        print(
+            f"{n:6d}  {same}/{k} ({same / k:.0%})     {top3}/{k} ({top3 / k:.0%})                {statistics.median(seconds):.2f}"
+        )
 
 
 if __name__ == "__main__":

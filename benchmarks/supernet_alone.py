@@ -52,14 +52,23 @@ def main() -> None:
     val_set = load_split(root / "data/search/val.pt", device)
     recipe = Recipe(**params.supernet.recipe_fields())
     supernet = json.loads((root / "stages/supernet/metrics.json").read_text())
-    print(f"supernet ({recipe.epochs} epochs, {len(train_set)} images, {reference.resolution} px): max {supernet['max_acc']:.2f}%, min {supernet['min_acc']:.2f}%")
+    print(
+        f"supernet ({recipe.epochs} epochs, {len(train_set)} images, {reference.resolution} px): max {supernet['max_acc']:.2f}%, min {supernet['min_acc']:.2f}%"
+    )
     for name, config in (("max", space.maximum), ("min", space.minimum)):
         torch.manual_seed(recipe.seed)
         model = Network(reference.with_channels(config).blueprint())
         started = time.perf_counter()
         with reporter() as report, tempfile.TemporaryDirectory() as scratch:
             _, curves, _ = train_network(
-                model, train_set, val_set, recipe=recipe, checkpoints=Checkpoints(Path(scratch), name), device=device, report=report, name=name
+                model,
+                train_set,
+                val_set,
+                recipe=recipe,
+                checkpoints=Checkpoints(Path(scratch), name),
+                device=device,
+                report=report,
+                name=name,
             )
         print(f"{name} configuration trained alone: {curves[-1]['val_acc']:.2f}% ({time.perf_counter() - started:.0f} s)")
 

@@ -86,6 +86,10 @@ def fmt(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def cell(row: dict | None) -> str:
+    return "-" if row is None else f"{row['top1']:.2f} ± {fmt(row['top1_std'])} ({row['flops'] / 1e6:.2f}M)"
+
+
 def table(rows: list[dict]) -> str:
     by_experiment: dict[str, dict[str, dict]] = {}
     for row in rows:
@@ -97,13 +101,9 @@ def table(rows: list[dict]) -> str:
     for variants in sorted(by_experiment.values(), key=lambda v: v["optimized"]["flops"]):
         o = variants["optimized"]
 
-        def cell(v: str) -> str:
-            r = variants.get(v)
-            return "-" if r is None else f"{r['top1']:.2f} ± {fmt(r['top1_std'])} ({r['flops'] / 1e6:.2f}M)"
-
         interval = f"{o['gain_vs_uniform']:+.2f} [{fmt(o['ci95_low'], '+.2f')}, {fmt(o['ci95_high'], '+.2f')}]"
         lines.append(
-            f"| {o['target']} | {o['seeds']} | {cell('optimized')} | {cell('uniform')} | {cell('random')} | {interval} | {o['verdict']} | {fmt(o['vs_random'], 's')} |"
+            f"| {o['target']} | {o['seeds']} | {cell(o)} | {cell(variants.get('uniform'))} | {cell(variants.get('random'))} | {interval} | {o['verdict']} | {fmt(o['vs_random'], 's')} |"
         )
     return "\n".join(lines) + "\n\ntop-1: mean ± standard deviation over seeds (FLOPs); gain: paired, seed by seed.\n"
 
@@ -143,9 +143,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("study"))
     parser.add_argument("--json", type=Path, help="a saved `dvc exp show --json` (default: run it)")
     args = parser.parse_args()
-    text = args.json.read_text() if args.json else subprocess.run(
-        ["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True
-    ).stdout
+    text = (
+        args.json.read_text()
+        if args.json
+        else subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
+    )
     rows = rows_of(experiments(json.loads(text)))
     if not rows:
         sys.exit("no experiment has evaluate's metrics: run scripts/study.sh first")

@@ -236,7 +236,9 @@ def greedy_slim(
     config = space.maximum
     base = evaluator.commit(config)
 
-    def point(step: int, unit: str | None, config: dict[str, int], base: Score, evaluations: int, runner_up=None, margin=None) -> TrajectoryPoint:
+    def point(
+        step: int, unit: str | None, config: dict[str, int], base: Score, evaluations: int, runner_up=None, margin=None
+    ) -> TrajectoryPoint:
         c = cost(blueprint, config, resolution)
         return TrajectoryPoint(
             step=step,

@@ -11,11 +11,17 @@ from slimnet.baselines import random_network
 from slimnet.models import scaled_depth
 from slimnet.supernet import build_space
 from slimnet.transfer import extrapolate, width_multipliers
-from tests.test_transfer import uniform_trajectory
 
 FULL = uniform_spec("mobilenet_v2", 0.35, resolution=28, num_classes=10, in_channels=1, cifar=True)
 PROJECTED = uniform_spec(
-    "mobilenet_v2", 0.245, resolution=16, num_classes=10, in_channels=1, cifar=True, depth=scaled_depth("mobilenet_v2", 0.5), divisor=2
+    "mobilenet_v2",
+    0.245,
+    resolution=16,
+    num_classes=10,
+    in_channels=1,
+    cifar=True,
+    depth=scaled_depth("mobilenet_v2", 0.5),
+    divisor=2,
 )
 SPACE = build_space(PROJECTED, min_width=0.15, max_width=1.5, groups=10, divisor=2)
 
@@ -63,7 +69,11 @@ def slimming_trajectory(projected, units, steps: int):
     for step in range(steps):
         channels = {u: max(2, round(c * (1 - 0.05 * step))) if u in units else c for u, c in projected.channels.items()}
         c = projected.with_channels(channels).cost()
-        points.append(trajectory_point(step, channels, c.flops, c.params, CostRatio(flops=c.flops / base.flops, params=c.params / base.params)))
+        points.append(
+            trajectory_point(
+                step, channels, c.flops, c.params, CostRatio(flops=c.flops / base.flops, params=c.params / base.params)
+            )
+        )
     return points
 
 

@@ -40,15 +40,38 @@ def test_the_table_and_csv_come_from_every_experiment(tmp_path):
             "name": "main",
             "data": {"params": {}, "metrics": {}},
             "experiments": [
-                {"revs": [experiment("small", "4M", {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6], "random": [78.0, 78.5, 79.0]})]},
-                {"revs": [experiment("large", "8M", {"optimized": [85.0, 84.0, 86.0], "uniform": [85.5, 84.2, 85.0], "random": [84.0, 83.0, 85.0]})]},
+                {
+                    "revs": [
+                        experiment(
+                            "small",
+                            "4M",
+                            {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6], "random": [78.0, 78.5, 79.0]},
+                        )
+                    ]
+                },
+                {
+                    "revs": [
+                        experiment(
+                            "large",
+                            "8M",
+                            {"optimized": [85.0, 84.0, 86.0], "uniform": [85.5, 84.2, 85.0], "random": [84.0, 83.0, 85.0]},
+                        )
+                    ]
+                },
                 {"revs": [{"rev": "f" * 40, "name": "failed", "data": {"params": {}, "metrics": {}}}]},
             ],
         },
     ]
     (tmp_path / "exp.json").write_text(json.dumps(shown))
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts/study_table.py"), "--json", str(tmp_path / "exp.json"), "--out", str(tmp_path / "out")],
+        [
+            sys.executable,
+            str(REPO / "scripts/study_table.py"),
+            "--json",
+            str(tmp_path / "exp.json"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -60,7 +83,12 @@ def test_the_table_and_csv_come_from_every_experiment(tmp_path):
     assert table[3].startswith("| 8M | 3 |") and "| within noise |" in table[3]
     rows = list(csv.DictReader(open(tmp_path / "out/results.csv")))
     assert [(r["target"], r["variant"]) for r in rows] == [
-        ("4M", "optimized"), ("4M", "uniform"), ("4M", "random"), ("8M", "optimized"), ("8M", "uniform"), ("8M", "random"),
+        ("4M", "optimized"),
+        ("4M", "uniform"),
+        ("4M", "random"),
+        ("8M", "optimized"),
+        ("8M", "uniform"),
+        ("8M", "random"),
     ]
     # The error bar is the 95% interval of the mean: t(2) x std / sqrt(3).
     assert float(rows[0]["top1_ci95"]) == round(4.3027 * 0.5 / math.sqrt(3), 3)

@@ -39,5 +39,7 @@ def projected_uniform(model: ModelParams, transfer_params: TransferParams, super
         depth=scaled_depth(model.arch, transfer_params.depth),
         divisor=model.divisor,
     )
-    channels = {unit: make_divisible(count * transfer_params.width, supernet.divisor) for unit, count in at_depth.channels.items()}
+    channels = {
+        unit: make_divisible(count * transfer_params.width, supernet.divisor) for unit, count in at_depth.channels.items()
+    }
     return at_depth.with_channels(channels, note=f"projected: {transfer_params.width:g}x of uniform {model.width:g}x")
