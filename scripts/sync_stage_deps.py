@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_stage_deps import code_deps, command_closure, has_code  # noqa: E402
+from test_stage_deps import command_closure, has_code  # noqa: E402
 
 COLLAPSIBLE = ("slimnet/models", "slimnet/nn", "slimnet/datasets")
 
@@ -24,11 +24,7 @@ COLLAPSIBLE = ("slimnet/models", "slimnet/nn", "slimnet/datasets")
 def listed(files: set[str]) -> list[str]:
     entries = set(files)
     for folder in COLLAPSIBLE:
-        inside = {
-            p.relative_to(REPO).as_posix()
-            for p in (REPO / folder).rglob("*.py")
-            if p.name != "__init__.py" or has_code(p)
-        }
+        inside = {p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*.py") if p.name != "__init__.py" or has_code(p)}
         if inside and inside <= files:
             entries = (entries - inside) | {folder}
     return sorted(entries)

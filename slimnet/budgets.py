@@ -160,6 +160,32 @@ def check_budgets(budgets: Sequence[Budget], ratios: dict[str, list[float]], ful
     )
 
 
+def nearest_stacked_index(
+    trajectory: Sequence[TrajectoryPoint],
+    budgets: Sequence[Budget],
+    *,
+    projected: ArchSpec,
+    full: ArchSpec,
+    costs: Costs,
+    stacking: str,
+    divisor: int,
+) -> int:
+    """The point whose pattern, stacked to the full network at k = 1, comes nearest the binding budget.
+
+    With depth and resolution projected, layers weigh differently in the full network, so the
+    point at the target's cost ratio may need a large k (on the default its pattern costs ~80% of
+    the target before widening); this one needs the least rescaling of what the search chose.
+    """
+    blueprint = full.blueprint()
+
+    def distance(point: TrajectoryPoint) -> float:
+        channels = _full_channels(point, projected, full, stacking, divisor)
+        tightest = max(costs.of(b.metric, blueprint, channels, full.resolution) / b.target for b in budgets)
+        return abs(tightest - 1)
+
+    return min(range(len(trajectory)), key=lambda index: distance(trajectory[index]))
+
+
 def _largest_k(
     costs: Costs,
     metric: BudgetMetric,
@@ -194,14 +220,21 @@ def extrapolate_within(
     stacking: str,
     divisor: int,
     tolerance: float,
+    point_rule: Literal["ratio", "stacked"] = "ratio",
 ) -> dict:
-    """The network for several budgets at once, the binding budget, and the uniform baseline on it."""
+    """The network for several budgets at once, the binding budget, and the uniform baseline on it.
+
+    ``point_rule`` "ratio" takes the first point within every budget's cost ratio; "stacked" the
+    point whose stacked full network at k = 1 comes nearest the budgets (the same without projection).
+    """
     if not trajectory:
         raise SlimnetError("the search trajectory is empty: re-run the search stage")
     common = dict(projected=projected_uniform, full=full_uniform, costs=costs, stacking=stacking, divisor=divisor)
     ratios = {b.metric: point_ratios(trajectory, b.metric, **common) for b in budgets}
     full_costs = {b.metric: costs.of_spec(b.metric, full_uniform) for b in budgets}
-    index = check_budgets(budgets, ratios, full_costs)
+    index = check_budgets(budgets, ratios, full_costs)  # also the range check for "stacked"
+    if point_rule == "stacked" and not _same_network(projected_uniform, full_uniform):
+        index = nearest_stacked_index(trajectory, budgets, **common)
     point = trajectory[index]
     if _same_network(projected_uniform, full_uniform):
         optimized = full_uniform.with_channels(point.channels, note=f"AutoSlim step {point.step}")

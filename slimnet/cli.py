@@ -139,43 +139,49 @@ def extrapolate(params: Path = PARAMS) -> None:
     from slimnet.pipeline.extrapolate import run_extrapolate
 
     p = _load(params)
-    _print_summary("extrapolate", run_extrapolate(p.model, p.search, p.extrapolate))
+    _print_summary("extrapolate", run_extrapolate(p.model, p.search, p.extrapolate, p.supernet))
 
 
 @app.command()
 @user_errors
 def train(
-    variant: str = typer.Option(..., "--variant", help="optimized or uniform"), params: Path = PARAMS, device: str = DEVICE
+    variant: str = typer.Option(..., "--variant", help="optimized, uniform or random"),
+    seed: int = typer.Option(..., "--seed", help="the training seed: one of train.seeds"),
+    params: Path = PARAMS,
+    device: str = DEVICE,
 ) -> None:
-    """Train one variant from scratch on the full data (resumes after a kill)."""
+    """Train one variant from scratch on the full data with one seed (resumes after a kill)."""
     from slimnet.pipeline.ranks import stage_processes
     from slimnet.pipeline.train import run_train
 
     p = _load(params)
-    args = ["train", "--variant", variant, "--params", str(params), "--device", device]
+    args = ["train", "--variant", variant, "--seed", str(seed), "--params", str(params), "--device", device]
     with stage_processes(p.resources, args, device, **{"train.batch_size": p.train.batch_size}) as rank:
         if rank is not None:
             world, on = rank
-            summary = run_train(variant, p.train, device=on, world=world, sync_bn=p.resources.sync_bn)
+            summary = run_train(variant, seed, p.train, device=on, world=world, sync_bn=p.resources.sync_bn)
             if world.is_main:
-                _print_summary(f"train {variant}", summary)
+                _print_summary(f"train {variant} seed {seed}", summary)
 
 
 @app.command()
 @user_errors
 def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
-    """Test top-1, FLOPs, params, memory and CPU latency of both variants, and the search cost."""
+    """Test top-1 over the seeds, the paired verdict, FLOPs, params, memory, latency, and the search cost."""
     from slimnet.pipeline.common import pick_device
     from slimnet.pipeline.evaluate import run_evaluate
 
     p = _load(params)
-    metrics = run_evaluate(p.evaluate, device=pick_device(device), latency_params=p.latency)
-    table = Table("variant", "top-1 %", "FLOPs", "params", "memory MB", "latency ms (measured ± spread)", "predicted ms")
-    for variant in ("optimized", "uniform"):
+    metrics = run_evaluate(p.evaluate, p.train, device=pick_device(device), latency_params=p.latency)
+    table = Table(
+        "variant", "top-1 % (mean)", "std", "FLOPs", "params", "memory MB", "latency ms (measured ± spread)", "predicted ms"
+    )
+    for variant in p.train.variants:
         m = metrics[variant]
         table.add_row(
             variant,
             f"{m['top1']:.2f}",
+            "-" if m["top1_std"] is None else f"{m['top1_std']:.2f}",
             f"{m['flops']:,}",
             f"{m['params']:,}",
             f"{m['memory_mb']:.2f}",
@@ -183,9 +189,13 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
             f"{m['latency_pred_ms']:.2f}",
         )
     out.print(table)
-    out.print(f"gain of optimized over uniform: {metrics['gain_top1']:+.2f} top-1 points")
+    out.print(_verdict_line("uniform", metrics, metrics["seeds"]))
+    if "vs_random" in metrics:
+        out.print(_verdict_line("random", metrics["vs_random"], metrics["seeds"]))
     if not metrics["latency"]["device"]["same_machine_as_table"]:
-        out.print(f"note: the latency table was measured on {metrics['latency']['device']['table_device']}, not this machine: predictions are for that one")
+        out.print(
+            f"note: the latency table was measured on {metrics['latency']['device']['table_device']}, not this machine: predictions are for that one"
+        )
 
 
 @app.command()
@@ -196,7 +206,9 @@ def slimmable(params: Path = PARAMS, device: str = DEVICE) -> None:
     from slimnet.pipeline.slimmable import run_slimmable
 
     p = _load(params)
-    _print_summary("slimmable", run_slimmable(p.model, p.extrapolate, p.slimmable, p.slimmable_recipe(), device=pick_device(device)))
+    _print_summary(
+        "slimmable", run_slimmable(p.model, p.extrapolate, p.slimmable, p.slimmable_recipe(), device=pick_device(device))
+    )
 
 
 @app.command()
@@ -206,12 +218,14 @@ def export(
     model: Path = typer.Argument(None, help="Its trained weights (a train stage's model.pt, or a state dict)."),
     fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript"),
     out_path: Path = typer.Option(None, "--out", help="Where to write (default: MODEL with .onnx / .torchscript.pt)."),
+    params: Path = PARAMS,
 ) -> None:
     """BN-folded ONNX / TorchScript checked against PyTorch: of SPEC MODEL, or (no arguments) the stage: every trained network."""
     if spec is None and model is None:
         from slimnet.pipeline.export import run_export
 
-        _print_summary("export", run_export())
+        p = _load(params)
+        _print_summary("export", run_export(p.train))
         return
     if spec is None or model is None:
         raise SlimnetError("export needs both SPEC and MODEL (or neither, to run the export stage)")
@@ -225,6 +239,16 @@ def export(
     target = out_path if out_path is not None else model.with_name(model.name.split(".")[0] + SUFFIX[fmt])
     written = export_file(load_trained(arch_spec, model), arch_spec, fmt, target)
     out.print(f"wrote {target} ({written['bytes']:,} bytes); max |{fmt} - PyTorch| = {written['max_abs_error']:.2g}")
+
+
+def _verdict_line(baseline: str, comparison: dict, seeds: int) -> str:
+    gain = f"gain of optimized over {baseline}: {comparison['gain_top1']:+.2f} top-1 points"
+    if comparison["gain_ci95_low"] is None:
+        return f"{gain} (1 seed: no interval) -> {comparison['verdict']}"
+    return (
+        f"{gain}, 95% interval [{comparison['gain_ci95_low']:+.2f}, {comparison['gain_ci95_high']:+.2f}] "
+        f"over {seeds} seeds -> {comparison['verdict']}"
+    )
 
 
 def main() -> None:

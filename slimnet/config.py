@@ -167,7 +167,9 @@ class SearchParams(Section):
     @model_validator(mode="after")
     def _has_target(self) -> "SearchParams":
         if all(getattr(self, key) is None for key in BUDGET_KEYS):
-            raise ValueError("set a target: search.flops (e.g. 200M), search.params, search.latency (e.g. 5ms) and/or search.memory (e.g. 4MB)")
+            raise ValueError(
+                "set a target: search.flops (e.g. 200M), search.params, search.latency (e.g. 5ms) and/or search.memory (e.g. 4MB)"
+            )
         return self
 
 
@@ -185,10 +187,33 @@ class LatencyParams(Section):
 class ExtrapolateParams(Section):
     stacking: Literal["average", "last"] = "average"
     tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    point: Literal["ratio", "stacked"] = "ratio"  # which trajectory point is carried to the full network
+    random_seed: int = 0  # the random baseline's draw from the supernet's space
+
+
+Variant = Literal["optimized", "uniform", "random"]
 
 
 class TrainParams(Recipe):
-    """The from-scratch recipe, shared by every trained variant."""
+    """The from-scratch recipe, shared by every trained variant, and what is trained with it:
+    each variant once per seed (a DVC stage each, so a new seed trains only the new networks)."""
+
+    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    variants: list[Variant] = ["optimized", "uniform"]
+
+    @model_validator(mode="after")
+    def _seeds_and_variants(self) -> "TrainParams":
+        if "seed" in self.model_fields_set:
+            raise ValueError("train.seed is replaced by train.seeds, a list (e.g. seeds: [0, 1, 2])")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        if len(set(self.variants)) != len(self.variants) or not {"optimized", "uniform"} <= set(self.variants):
+            raise ValueError(f"variants must list optimized and uniform once each (random optional), got {self.variants}")
+        return self
+
+    def with_seed(self, seed: int) -> Recipe:
+        """The recipe of one training run."""
+        return Recipe(**{**self.recipe_fields(), "seed": seed})
 
 
 class EvaluateParams(Section):
@@ -258,6 +283,7 @@ class Params(Section):
         if self.slimmable.epochs is None:
             return self.train
         return self.train.model_copy(update={"epochs": self.slimmable.epochs})
+
     resources: ResourcesParams = ResourcesParams()
 
 

@@ -53,6 +53,10 @@ class TrajectoryPoint(BaseModel):
     evaluations: int  # candidates scored to choose this step
     ratio: CostRatio
     channels: dict[str, int]
+    # How close the decision was: the second-best unit and how much worse its ranking value was
+    # (criterion units, or per relative FLOPs saved with per_flop). None where one candidate was left.
+    runner_up: str | None = None
+    margin: float | None = None
 
 
 class Trajectory(BaseModel):
@@ -315,6 +319,19 @@ def drop(base: Score, candidate: Score, criterion: Literal["accuracy", "loss"]) 
     return base.accuracy - candidate.accuracy if criterion == "accuracy" else candidate.loss - base.loss
 
 
+def rank_value(drop_value: float, saved_fraction: float, per_flop: bool) -> float:
+    """What a candidate is ranked on (smaller is better); unrounded, so no scale collapses to a tie.
+
+    With ``per_flop`` a loss is divided by the fraction of the current FLOPs the candidate saves
+    (relative, so ImageNet-scale counts do not shrink every value towards zero); a gain (negative
+    drop) is multiplied by it instead, so a bigger saving still ranks better rather than worse.
+    """
+    if not per_flop:
+        return drop_value
+    saved_fraction = max(saved_fraction, 1e-12)
+    return drop_value / saved_fraction if drop_value > 0 else drop_value * saved_fraction
+
+
 def greedy_slim(
     evaluator: CandidateEvaluator,
     *,
@@ -330,8 +347,10 @@ def greedy_slim(
     ``reference`` is the uniform network the supernet was built around: it sets the input
     resolution and the denominator of every point's cost ratio.
 
-    The candidate with the smallest drop (optionally per FLOP saved) wins; ties go to the
-    larger FLOPs saving, then to the earlier unit, so the same inputs give the same path.
+    The candidate with the smallest drop (optionally per FLOP saved) wins; ties go to the lower
+    held-out loss (accuracy moves in whole images, so it ties often), then to the larger FLOPs
+    saving, then to the earlier unit, so the same inputs give the same path. Each point records
+    the runner-up and its margin, so a reader sees how close every decision was.
     """
     space = evaluator.space
     blueprint = space.blueprint
@@ -340,7 +359,9 @@ def greedy_slim(
     config = space.maximum
     base = evaluator.commit(config)
 
-    def point(step: int, unit: str | None, config: dict[str, int], base: Score, evaluations: int) -> TrajectoryPoint:
+    def point(
+        step: int, unit: str | None, config: dict[str, int], base: Score, evaluations: int, runner_up=None, margin=None
+    ) -> TrajectoryPoint:
         c = cost(blueprint, config, resolution)
         return TrajectoryPoint(
             step=step,
@@ -353,6 +374,8 @@ def greedy_slim(
             evaluations=evaluations,
             ratio=CostRatio(flops=c.flops / reference_cost.flops, params=c.params / reference_cost.params),
             channels=dict(config),
+            runner_up=runner_up,
+            margin=None if margin is None else round(margin, 9),
         )
 
     trajectory = [point(0, None, config, base, 0)]
@@ -363,8 +386,7 @@ def greedy_slim(
     current_flops = cost(blueprint, config, resolution).flops
     step = 0
     while current_flops > floor_flops and (max_steps is None or step < max_steps):
-        best = None
-        evaluations = 0
+        ranked = []
         for order, unit in enumerate(units):
             smaller = space.smaller(config, unit)
             if smaller is None:
@@ -372,20 +394,17 @@ def greedy_slim(
             candidate = {**config, unit: smaller}
             saved = current_flops - cost(blueprint, candidate, resolution).flops
             score = evaluator.score(candidate, unit)
-            evaluations += 1
-            value = drop(base, score, criterion)
-            if per_flop:
-                value = value / max(saved, 1)
-            key = (round(value, 9), -saved, order)
-            if best is None or key < best[0]:
-                best = (key, unit, candidate, score)
-        if best is None:
+            value = rank_value(drop(base, score, criterion), saved / current_flops, per_flop)
+            ranked.append(((value, score.loss, -saved, order), unit, candidate))
+        if not ranked:
             break  # every unit at its minimum
+        ranked.sort(key=lambda entry: entry[0])
         step += 1
-        _, unit, config, _ = best
+        (best_key, unit, config) = ranked[0]
+        runner_up, margin = (ranked[1][1], ranked[1][0][0] - best_key[0]) if len(ranked) > 1 else (None, None)
         base = evaluator.commit(config)
         current_flops = cost(blueprint, config, resolution).flops
-        trajectory.append(point(step, unit, config, base, evaluations))
+        trajectory.append(point(step, unit, config, base, len(ranked), runner_up, margin))
         if report is not None:
             report.advance()
     return trajectory

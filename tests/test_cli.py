@@ -103,6 +103,9 @@ def test_stage_without_its_inputs_says_what_to_run(tmp_path, monkeypatch):
     result = run("extrapolate")
     assert result.exit_code == 2
     assert "dvc repro" in error_line(result)
-    result = run("train", "--variant", "best")
+    result = run("train", "--variant", "best", "--seed", "0")
     assert result.exit_code == 2
     assert "optimized, uniform" in error_line(result)
+    result = run("train", "--variant", "uniform", "--seed", "7")
+    assert result.exit_code == 2
+    assert "not in train.seeds [0]" in error_line(result)

@@ -225,7 +225,9 @@ def test_latency_targets(tmp_path, written, ms):
     assert params.search.latency == pytest.approx(ms) and params.search.flops is None
 
 
-@pytest.mark.parametrize("written, size", [("4MB", 4_000_000), ("3.5MiB", 3_670_016), ("4M", 4_000_000), ("512KiB", 524_288), ("2000000", 2_000_000)])
+@pytest.mark.parametrize(
+    "written, size", [("4MB", 4_000_000), ("3.5MiB", 3_670_016), ("4M", 4_000_000), ("512KiB", 524_288), ("2000000", 2_000_000)]
+)
 def test_memory_targets(tmp_path, written, size):
     assert load_params(write(tmp_path, f"search:\n  memory: {written}\n")).search.memory == size
 
@@ -246,3 +248,35 @@ def test_memory_targets(tmp_path, written, size):
 )
 def test_bad_budget_keys_are_one_line_naming_the_key(tmp_path, text, key):
     assert f"params.yaml: {key}" in load_error(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    "train, shown",
+    [
+        ("seed: 1", "train.seeds, a list"),
+        ("seeds: []", "train.seeds"),
+        ("seeds: [0, 0]", "distinct"),
+        ("variants: [optimized]", "optimized and uniform"),
+        ("variants: [optimized, uniform, best]", "train.variants"),
+    ],
+)
+def test_seeds_and_variants_are_checked(tmp_path, train, shown):
+    message = load_error(tmp_path, f"search:\n  flops: 6M\ntrain:\n  {train}\n")
+    assert "train" in message and shown in message, message
+
+
+def test_each_seed_is_the_recipe_with_that_seed(tmp_path):
+    params = load_params(write(tmp_path, "search:\n  flops: 6M\ntrain:\n  seeds: [3, 5]\n  epochs: 4\n"))
+    recipe = params.train.with_seed(5)
+    assert recipe.seed == 5 and recipe.epochs == 4 and params.train.variants == ["optimized", "uniform"]
+
+
+def test_every_training_stage_reads_the_whole_recipe_but_not_the_seed_lists():
+    # The recipe keys are listed one by one in dvc.yaml so that a new seed reruns only new trainings;
+    # a recipe field missing from that list would leave trained networks stale.
+    import yaml
+
+    from slimnet.recipe import Recipe
+
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
+    assert sorted(stage["params"]) == sorted(f"train.{name}" for name in Recipe.model_fields if name != "seed")

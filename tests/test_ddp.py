@@ -179,3 +179,20 @@ def test_a_killed_rank_stops_the_stage_and_the_next_run_resumes(data_dir, tmp_pa
     assert "supernet: resuming after epoch 1/2" in again.stderr
     assert (tmp_path / "stages" / "supernet" / "supernet.pt").is_file()
     assert not any(checkpoints.glob("*.pt"))  # cleared once the outputs exist
+
+
+def test_one_process_runs_with_resources_threads(monkeypatch):
+    # The single-process path honours resources.threads like torchrun's ranks do, so 1 process
+    # with threads: 1 does each rank's arithmetic (see README, "what stays equal across N").
+    from slimnet.pipeline.ranks import stage_processes
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    before = torch.get_num_threads()
+    try:
+        with stage_processes(ResourcesParams(nproc=1, threads=1), ["search"], "cpu") as rank:
+            assert rank is not None and rank[0].size == 1
+            assert torch.get_num_threads() == 1
+        with stage_processes(ResourcesParams(nproc=1), ["search"], "cpu") as rank:
+            assert torch.get_num_threads() == 1  # "auto" leaves the process as it is
+    finally:
+        torch.set_num_threads(before)

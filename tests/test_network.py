@@ -326,7 +326,7 @@ def test_scaled_depth(arch):
             if not scalable:
                 assert d == full
             elif multiplier == 0.01:
-                assert d == 1
+                assert d == min(2, full)  # stack-average needs a block 1 wherever the stage has one
         if previous is not None:
             assert all(a <= b for a, b in zip(previous, depth))
         previous = depth

@@ -23,7 +23,7 @@ TINY = {
     "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
     "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
-    "train": {"epochs": 3, "batch_size": 32, "warmup_epochs": 0.0},
+    "train": {"epochs": 3, "batch_size": 32, "warmup_epochs": 0.0, "seeds": [0], "variants": ["optimized", "uniform", "random"]},
     "latency": {"repeats": 2},
     "evaluate": {"latency_runs": 3},
 }
@@ -55,6 +55,7 @@ def project(tmp_path_factory) -> Path:
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(REPO / name, root / name)
     dvc(root, "init", "--no-scm", "-q")
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
     set_params(root, TINY)
     dvc(root, "repro")
     return root
@@ -85,9 +86,12 @@ def test_all_stages_write_their_outputs(project):
         "stages/extrapolate/optimized.json",
         "stages/extrapolate/uniform.json",
         "stages/extrapolate/channels.csv",
-        "stages/train/optimized/model.pt",
-        "stages/train/uniform/model.pt",
+        "stages/extrapolate/random.json",
+        "stages/train/optimized/0/model.pt",
+        "stages/train/uniform/0/model.pt",
+        "stages/train/random/0/model.pt",
         "stages/evaluate/metrics.json",
+        "stages/evaluate/seeds.csv",
         "stages/evaluate/accuracy_vs_flops.csv",
         "stages/export/optimized.onnx",
         "stages/export/uniform.torchscript.pt",
@@ -99,22 +103,25 @@ def test_all_stages_write_their_outputs(project):
 def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
     from slimnet.arch import load_spec
 
-    for variant in ("optimized", "uniform"):
+    for variant in ("optimized", "uniform", "random"):
         spec = load_spec(project / f"stages/extrapolate/{variant}.json")
         assert abs(spec.cost().flops / 8e6 - 1) <= 0.01, (variant, spec.cost())
         assert spec.resolution == 28 and spec.depth == (1, 2, 3, 4, 3, 3, 1)  # the full network
     metrics = load(project, "stages/evaluate/metrics.json")
-    for variant in ("optimized", "uniform"):
+    for variant in ("optimized", "uniform", "random"):
         assert 10.0 < metrics[variant]["top1"] <= 100.0  # trained: better than chance on 10 classes
         assert abs(metrics[variant]["flops"] / 8e6 - 1) <= 0.01
         assert metrics[variant]["params"] > 0 and "latency_ms" not in metrics[variant]  # measured: not a DVC output
     latency = load(project, "stages/evaluate/timings.json")
-    for variant in ("optimized", "uniform"):
+    for variant in ("optimized", "uniform", "random"):
         assert latency[variant]["latency_ms"] > 0 and latency[variant]["spread"] >= 0
         # Predicted from the measured table: tracked, and of the order of what was measured.
         assert latency[variant]["predicted_ms"] == metrics[variant]["latency_pred_ms"] > 0
         assert 0.3 < metrics[variant]["latency_pred_ms"] / latency[variant]["latency_ms"] < 3
-    assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=1e-6)
+    assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=2e-3)
+    # One seed: a gain but no interval, and never a win.
+    assert metrics["seeds"] == 1 and metrics["gain_ci95_low"] is None and metrics["verdict"] == "within noise"
+    assert metrics["vs_random"]["verdict"] == "within noise"
     cost = metrics["search_cost"]
     assert cost["supernet_train_flops"] > 0 and cost["search_flops"] > 0
     assert cost["direct_flops_est"] > cost["supernet_train_flops"] + cost["search_flops"] and cost["saving_x"] > 1
@@ -134,7 +141,7 @@ def test_exported_networks_are_the_trained_ones(project):
         assert metrics[variant]["onnx_bytes"] == len(data)
         assert metrics[variant]["torchscript_bytes"] == (project / f"stages/export/{variant}.torchscript.pt").stat().st_size
         spec = load_spec(project / f"stages/extrapolate/{variant}.json")
-        model = load_trained(spec, project / f"stages/train/{variant}/model.pt")
+        model = load_trained(spec, project / f"stages/train/{variant}/0/model.pt")
         x, _ = next(load_split(project / "data/full/test.pt").batches(64, shuffle=False, augment=False))
         x = x.contiguous()
         with torch.no_grad():
@@ -161,7 +168,7 @@ def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
     assert "Running stage 'scan'" in log, log
     for stage in ("data", "project", "latency", "supernet", "search"):
         assert f"Stage '{stage}' didn't change, skipping" in log, log
-    for stage in ("extrapolate", "train@optimized", "train@uniform", "evaluate"):
+    for stage in ("extrapolate", "train@optimized-0", "train@uniform-0", "train@random-0", "evaluate"):
         assert f"Running stage '{stage}'" in log, log
     metrics = load(project, "stages/evaluate/metrics.json")
     assert abs(metrics["optimized"]["flops"] / 6e6 - 1) <= 0.01
@@ -235,6 +242,28 @@ def test_changing_the_number_of_processes_reruns_nothing(project):
     set_params(project, {"resources": {"nproc": 2, "sync_bn": True, "threads": 1}})
     assert changed_stages(dvc(project, "status")) == []
     set_params(project, {"resources": {"nproc": 1, "sync_bn": False, "threads": "auto"}})
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
+    before = (project / "stages/evaluate/seeds.csv").read_text()
+    set_params(project, {"train": {"seeds": [0, 1]}})
+    log = dvc(project, "repro")
+    for variant in ("optimized", "uniform", "random"):
+        assert f"Stage 'train@{variant}-0' didn't change, skipping" in log, log
+        assert f"Running stage 'train@{variant}-1'" in log, log
+    assert "Running stage 'evaluate'" in log and "Running stage 'extrapolate'" not in log, log
+    metrics = load(project, "stages/evaluate/metrics.json")
+    rows = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 and all(line in rows for line in before.splitlines())
+    top1 = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[2]) for r in rows[1:]}
+    gains = [top1[("optimized", s)] - top1[("uniform", s)] for s in ("0", "1")]
+    assert metrics["seeds"] == 2 and metrics["gain_top1"] == pytest.approx(sum(gains) / 2, abs=2e-3)
+    # Two seeds: t with one degree of freedom, 12.71 x |g0 - g1| / 2.
+    half = 12.7062 * abs(gains[0] - gains[1]) / 2
+    assert metrics["gain_ci95_high"] - metrics["gain_ci95_low"] == pytest.approx(2 * half, abs=5e-3)
+    assert metrics["verdict"] in ("better", "worse", "within noise")
+    assert changed_stages(dvc(project, "status")) == []
 
 
 def test_arch_show_checks_a_spec_against_the_supernet(project, monkeypatch):
@@ -280,7 +309,9 @@ def out_hashes(project: Path, stage: str) -> dict[str, str]:
     return hashes
 
 
-@pytest.mark.parametrize("stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform", "export"])
+@pytest.mark.parametrize(
+    "stage", ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform-0", "evaluate", "export"]
+)
 def test_forcing_a_stage_rewrites_the_same_bytes_and_leaves_nothing_stale(project, stage):
     assert changed_stages(dvc(project, "status")) == []
     before = out_hashes(project, stage)
@@ -303,13 +334,15 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
     set_params(project, {"slimmable": {"targets": [flops, "4M"], "epochs": 1}})  # 1 epoch: keeps the test short
     log = dvc(project, "repro")
     assert "Running stage 'slimmable'" in log and "Running stage 'export'" in log
-    assert "Stage 'train@optimized' didn't change, skipping" in log
+    assert "Stage 'train@optimized-0' didn't change, skipping" in log
     rows = load(project, "stages/slimmable/metrics.json")["targets"]
     assert [r["target_flops"] for r in rows] == [int(float(flops[:-1]) * 1e6), 4_000_000]
     assert rows[0]["flops"] > rows[1]["flops"] and abs(rows[1]["flops"] / 4e6 - 1) <= 0.01
-    optimized = load(project, "stages/evaluate/metrics.json")["optimized"]
-    assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == optimized["top1"]
-    assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - optimized["top1"], abs=1e-3)
+    # Compared with the optimized network of the first seed (earlier tests may have added seeds).
+    seeds = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
+    first = next(float(line.split(",")[2]) for line in seeds if line.startswith("optimized,0,"))
+    assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == pytest.approx(first, abs=1e-3)
+    assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - first, abs=2e-3)
     assert rows[1]["individual"] is None  # no individually trained network at 4M in this run
     assert all(10.0 < r["top1"] <= 100.0 for r in rows)
     network, targets = load_slimmable(project / "stages/slimmable/model.pt")

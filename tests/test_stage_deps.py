@@ -86,15 +86,31 @@ def command_closure(command: str) -> set[str]:
     return {p.relative_to(REPO).as_posix() for p in files} - {ARCH_TOOLS}
 
 
+def _matrix_values(values, params: dict) -> list:
+    """A matrix axis: a list, or `${section.key}` naming a list in params.yaml."""
+    if isinstance(values, str) and values.startswith("${") and values.endswith("}"):
+        for key in values[2:-1].split("."):
+            params = params[key]
+        return list(params)
+    return list(values)
+
+
 def stages() -> dict[str, dict]:
-    """dvc.yaml's stages, a foreach expanded to its first item (every item runs the same code)."""
+    """dvc.yaml's stages, a foreach or matrix expanded to its first item (every item runs the same code)."""
     raw = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
     expanded = {}
     for name, stage in raw.items():
         if "foreach" in stage:
             item = stage["foreach"][0]
             text = yaml.safe_dump(stage["do"]).replace("${item}", str(item))
             expanded[f"{name}@{item}"] = yaml.safe_load(text)
+        elif "matrix" in stage:
+            first = {axis: _matrix_values(values, params)[0] for axis, values in stage["matrix"].items()}
+            text = yaml.safe_dump({k: v for k, v in stage.items() if k != "matrix"})
+            for axis, value in first.items():
+                text = text.replace("${item.%s}" % axis, str(value))
+            expanded[f"{name}@{'-'.join(str(v) for v in first.values())}"] = yaml.safe_load(text)
         else:
             expanded[name] = stage
     return expanded

@@ -33,11 +33,16 @@ def depth_scalable(arch: str) -> tuple[bool, ...]:
 
 
 def scaled_depth(arch: str, multiplier: float) -> tuple[int, ...]:
-    """Blocks per stage after a depth multiplier (stages that must stay fixed keep their count)."""
+    """Blocks per stage after a depth multiplier (stages that must stay fixed keep their count).
+
+    A scalable stage of two or more blocks keeps at least two: stack-average fills a stage's
+    missing blocks from its source blocks 1..n-1 (block 0 changes resolution or width, so it is
+    not typical of the stage), which needs a block 1 to exist.
+    """
     if multiplier <= 0:
         raise SlimnetError(f"depth multiplier must be positive, got {multiplier}")
     return tuple(
-        max(1, math.ceil(count * multiplier - 1e-9)) if scalable else count
+        max(min(2, count), math.ceil(count * multiplier - 1e-9)) if scalable else count
         for count, scalable in zip(default_depth(arch), depth_scalable(arch))
     )
 

@@ -16,13 +16,13 @@ from slimnet.pipeline.data_paths import DATA  # noqa: F401 -- re-exported: one d
 
 STAGES = Path("stages")
 CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
-VARIANTS = ("optimized", "uniform")
+VARIANTS = ("optimized", "uniform", "random")  # what extrapolate writes; train.variants picks the trained ones
 TIMINGS = "timings.json"  # untracked, see write_timings
 
 
-def trained_model(variant: str) -> Path:
-    """Where the train stage writes a variant's model: export and slimmable read it from here only."""
-    return STAGES / "train" / variant / "model.pt"
+def trained_model(variant: str, seed: int) -> Path:
+    """Where the train stage writes a variant's model for one seed: every reader takes it from here."""
+    return STAGES / "train" / variant / str(seed) / "model.pt"
 
 
 def variant_spec(variant: str) -> Path:

@@ -1,4 +1,5 @@
-"""evaluate stage: test metrics of both variants, and what the search cost."""
+"""evaluate stage: test metrics of every trained network over its seeds, the paired verdict, and
+what the search cost."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import torch
 
 from slimnet import atomic
 from slimnet.arch import ArchSpec, load_spec
-from slimnet.config import EvaluateParams, LatencyParams
+from slimnet.config import EvaluateParams, LatencyParams, TrainParams
 from slimnet.data import load_split
 from slimnet.errors import SlimnetError
 from slimnet.latency import LatencyTable, current_device_matches, predict_spec_ms
 from slimnet.measure import Timing, network_latency
 from slimnet.nn.network import Network
-from slimnet.pipeline.common import DATA, STAGES, VARIANTS, read_json, write_csv, write_timings
+from slimnet.pipeline.common import DATA, STAGES, read_json, trained_model, write_csv, write_timings
 from slimnet.scoring import accuracy
 from slimnet.search import Trajectory
+from slimnet.verdict import Comparison, mean_and_std, paired_gain
 
 
 def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
@@ -59,8 +61,23 @@ def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, projec
     }
 
 
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def verdict_keys(comparison: Comparison) -> dict:
+    """The comparison as flat metrics keys (`dvc exp show` columns)."""
+    return {
+        "gain_top1": comparison.gain,
+        "gain_ci95_low": comparison.ci95_low,
+        "gain_ci95_high": comparison.ci95_high,
+        "verdict": comparison.verdict,
+    }
+
+
 def run_evaluate(
     evaluate: EvaluateParams,
+    train: TrainParams,
     *,
     device: torch.device,
     out_dir: Path = STAGES / "evaluate",
@@ -74,40 +91,51 @@ def run_evaluate(
     test_set = load_split(DATA / "full" / "test.pt", device)
     table = LatencyTable.load(STAGES / "latency" / "table.json")
     latency_device = torch.device(latency_params.device if latency_params.device == "cpu" or torch.cuda.is_available() else "cpu")
-    metrics: dict = {}
+    metrics: dict = {"seeds": len(train.seeds)}
     timed: dict = {}
-    for variant in VARIANTS:
-        model, spec = load_trained(STAGES / "train" / variant / "model.pt", device)
-        top1, loss = accuracy(model, test_set.batches(evaluate.batch_size, shuffle=False, augment=False))
-        c = spec.cost()
+    top1: dict[str, list[float]] = {}
+    per_seed = []
+    for variant in train.variants:
+        top1[variant], losses = [], []
+        for seed in train.seeds:
+            model, spec = load_trained(trained_model(variant, seed), device)
+            accuracy_, loss = accuracy(model, test_set.batches(evaluate.batch_size, shuffle=False, augment=False))
+            top1[variant].append(accuracy_)
+            losses.append(loss)
+            per_seed.append({"variant": variant, "seed": seed, "top1": round(accuracy_, 3), "test_loss": round(loss, 5)})
+        mean, std = mean_and_std(top1[variant])
+        c = spec.cost()  # every seed trains the same architecture
         metrics[variant] = {
-            "top1": round(top1, 3),
-            "test_loss": round(loss, 5),
+            "top1": round(mean, 3),  # mean over the seeds
+            "top1_std": _rounded(std),
+            "test_loss": round(mean_and_std(losses)[0], 5),
             "flops": c.flops,
             "params": c.params,
             "memory_mb": round(c.memory / 2**20, 3),
             # Predicted from the measured table: a pure function of it and the spec, so a metric.
             "latency_pred_ms": round(predict_spec_ms(table, spec), 3),
         }
-        timed[variant] = (_cpu_copy(model), spec)
-    # Both networks measured interleaved, block by block: a burst of load hits both alike.
+        timed[variant] = (_cpu_copy(model), spec)  # latency depends on the architecture alone: the last seed's
+    # Every network measured interleaved, block by block: a burst of load hits them alike.
     timing = Timing(threads=latency_params.threads, repeats=evaluate.latency_runs)
-    measured = network_latency(
-        {v: (m, s.in_channels, s.resolution) for v, (m, s) in timed.items()}, timing, latency_device
-    )
+    measured = network_latency({v: (m, s.in_channels, s.resolution) for v, (m, s) in timed.items()}, timing, latency_device)
     latency = {
         v: {"latency_ms": round(measured[v].ms, 3), "predicted_ms": metrics[v]["latency_pred_ms"], **measured[v].as_dict()}
-        for v in VARIANTS
+        for v in train.variants
     }
     latency["device"] = {
         "measured_on": latency_device.type,
         "table_device": table.device_name,
         "same_machine_as_table": current_device_matches(table, latency_device),
     }
-    metrics["gain_top1"] = round(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], 3)
+    # The verdict: optimized against uniform, seed by seed (and against random when it is trained).
+    metrics.update(verdict_keys(paired_gain(top1["optimized"], top1["uniform"])))
+    if "random" in top1:
+        metrics["vs_random"] = verdict_keys(paired_gain(top1["optimized"], top1["random"]))
     full = load_spec(STAGES / "extrapolate" / "reference.json")
     metrics["search_cost"] = search_cost(meta, supernet_metrics, search_metrics, trajectory.reference, full)
     atomic.write_json(out_dir / "metrics.json", metrics)
+    write_csv(out_dir / "seeds.csv", per_seed)
     # Measured latency differs on every run: kept beside the DVC outputs, not in them.
     write_timings(out_dir, latency)
     # Search points on the full network's FLOPs scale (same cost ratio), beside the trained nets.
@@ -119,6 +147,9 @@ def run_evaluate(
         }
         for p in trajectory.points
     ]
-    rows += [{"flops": metrics[v]["flops"], "accuracy": metrics[v]["top1"], "series": f"{v} (test)"} for v in VARIANTS]
+    rows += [
+        {"flops": metrics[v]["flops"], "accuracy": metrics[v]["top1"], "series": f"{v} (test, mean of {len(train.seeds)})"}
+        for v in train.variants
+    ]
     write_csv(out_dir / "accuracy_vs_flops.csv", rows)
     return {**metrics, "latency": latency}

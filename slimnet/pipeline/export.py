@@ -11,12 +11,14 @@ from pathlib import Path
 
 from slimnet import atomic
 from slimnet.arch import load_spec
+from slimnet.config import TrainParams
 from slimnet.export import ATOL, FORMATS, RTOL, SUFFIX, export_file
-from slimnet.pipeline.common import STAGES, VARIANTS, trained_model, variant_spec, write_timings
+from slimnet.pipeline.common import STAGES, trained_model, variant_spec, write_timings
 from slimnet.trained import load_slimmable, load_trained
 
 EXPORT = STAGES / "export"
 SLIMMABLE_MODEL = STAGES / "slimmable" / "model.pt"
+DEPLOYED = ("optimized", "uniform")
 
 
 def width_name(target_flops: int) -> str:
@@ -27,8 +29,9 @@ def width_name(target_flops: int) -> str:
     return str(target_flops)
 
 
-def run_export(*, out_dir: Path = EXPORT, slimmable_model: Path = SLIMMABLE_MODEL) -> dict:
-    """Writes ``<variant>.onnx`` and ``<variant>.torchscript.pt`` per variant, then
+def run_export(train: TrainParams, *, out_dir: Path = EXPORT, slimmable_model: Path = SLIMMABLE_MODEL) -> dict:
+    """Writes ``<variant>.onnx`` and ``<variant>.torchscript.pt`` for the optimized and uniform
+    networks of the first of ``train.seeds`` (what a user deploys; the random baseline is not), then
     ``slimmable/<target>.*`` per width of the slimmable network (none when it is off), in a
     fixed order (TorchScript's class-name counter makes the order part of the bytes).
 
@@ -37,9 +40,9 @@ def run_export(*, out_dir: Path = EXPORT, slimmable_model: Path = SLIMMABLE_MODE
     """
     started = time.perf_counter()
     networks = []
-    for variant in VARIANTS:
+    for variant in DEPLOYED:
         spec = load_spec(variant_spec(variant))
-        networks.append((variant, spec, load_trained(spec, trained_model(variant))))
+        networks.append((variant, spec, load_trained(spec, trained_model(variant, train.seeds[0]))))
     slimmable, targets = load_slimmable(slimmable_model)
     for index, target in enumerate(targets):
         networks.append((f"slimmable/{width_name(target)}", slimmable.specs[index], slimmable.plain(index)))

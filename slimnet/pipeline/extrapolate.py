@@ -6,16 +6,22 @@ from pathlib import Path
 
 from slimnet import atomic, transfer
 from slimnet.arch import save_spec
+from slimnet.baselines import random_network
 from slimnet.budgets import METRICS, Budget, Costs, extrapolate_within
-from slimnet.config import ExtrapolateParams, ModelParams, SearchParams
+from slimnet.config import ExtrapolateParams, ModelParams, SearchParams, SupernetParams
 from slimnet.latency import LatencyTable, predict_spec_ms
 from slimnet.pipeline.common import DATA, STAGES, read_json, write_csv
 from slimnet.pipeline.specs import full_uniform
 from slimnet.search import Trajectory
+from slimnet.space import ChannelSpace
 
 
 def run_extrapolate(
-    model: ModelParams, search: SearchParams, extrapolate: ExtrapolateParams, out_dir: Path = STAGES / "extrapolate"
+    model: ModelParams,
+    search: SearchParams,
+    extrapolate: ExtrapolateParams,
+    supernet: SupernetParams,
+    out_dir: Path = STAGES / "extrapolate",
 ) -> dict:
     meta = read_json(DATA / "meta.json", "data")
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
@@ -34,12 +40,37 @@ def run_extrapolate(
         stacking=extrapolate.stacking,
         divisor=model.divisor,
         tolerance=extrapolate.tolerance,
+        point_rule=extrapolate.point,
     )
     optimized, uniform = result["optimized"], result["uniform"]
+    # The random baseline: a draw from the supernet's space, at the optimized network's cost.
+    metric = result["binding"]
+    space = ChannelSpace.around(
+        trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor
+    )
+    random, drawn = random_network(
+        space,
+        projected_uniform=trajectory.reference,
+        full_uniform=full,
+        target=costs.of_spec(metric, optimized),
+        metric=metric,
+        measure=costs.function(metric),
+        stacking=extrapolate.stacking,
+        divisor=model.divisor,
+        tolerance=extrapolate.tolerance,
+        seed=extrapolate.random_seed,
+    )
     rows = []
-    for opt_row, uni_row in zip(transfer.channels_per_layer(optimized), transfer.channels_per_layer(uniform)):
+    layers = zip(*(transfer.channels_per_layer(spec) for spec in (optimized, uniform, random)))
+    for opt_row, uni_row, random_row in layers:
         rows.append(
-            {"layer": opt_row["layer"], "name": opt_row["name"], "optimized": opt_row["channels"], "uniform": uni_row["channels"]}
+            {
+                "layer": opt_row["layer"],
+                "name": opt_row["name"],
+                "optimized": opt_row["channels"],
+                "uniform": uni_row["channels"],
+                "random": random_row["channels"],
+            }
         )
     write_csv(out_dir / "channels.csv", rows)
     summary = {
@@ -51,11 +82,13 @@ def run_extrapolate(
         "full_uniform": _costs(full, table),
         "optimized": _costs(optimized, table),
         "uniform": _costs(uniform, table),
+        "random": _costs(random, table),
     }
     atomic.write_json(out_dir / "summary.json", summary)
     save_spec(full, out_dir / "reference.json")
     save_spec(uniform, out_dir / "uniform.json")
     save_spec(optimized, out_dir / "optimized.json")
+    save_spec(random, out_dir / "random.json")
     return summary
 
 

@@ -33,6 +33,10 @@ def stage_processes(
             raise SystemExit(1) from None
         yield None
         return
+    if not launched_by_torchrun() and resources.threads != "auto":
+        # One process: resources.threads applies here too (torchrun's ranks get it as OMP_NUM_THREADS),
+        # so 1 process and N processes can run the same per-process arithmetic.
+        torch.set_num_threads(resources.threads)
     world = join_world(device)
     try:
         yield world, rank_device(device, world)

@@ -46,7 +46,10 @@ def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = ST
     Trajectory(reference=reference, points=points).save(out_dir / "trajectory.json")
     write_csv(
         out_dir / "trajectory.csv",
-        [{"step": p.step, "flops": p.flops, "accuracy": p.accuracy, "loss": p.loss} for p in points],
+        [
+            {"step": p.step, "flops": p.flops, "accuracy": p.accuracy, "loss": p.loss, "slimmed": p.slimmed, "margin": p.margin}
+            for p in points
+        ],
     )
     steps = len(points) - 1
     eval_images = sum(len(y) for _, y in evals)

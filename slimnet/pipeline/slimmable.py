@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from slimnet import atomic, transfer
+from slimnet import atomic
 from slimnet.arch import ArchSpec, load_spec
+from slimnet.budgets import Budget, Costs, extrapolate_within
 from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import ExtrapolateParams, ModelParams, SlimmableParams, TrainParams
 from slimnet.data import load_split
@@ -27,6 +28,7 @@ from slimnet.scoring import accuracy
 from slimnet.search import Trajectory
 from slimnet.slimmable import train_slimmable
 from slimnet.trained import load_trained, save_slimmable_blob
+from slimnet.transfer import OutOfRange
 
 SLIMMABLE = STAGES / "slimmable"
 
@@ -39,17 +41,18 @@ def target_specs(model: ModelParams, extrapolate: ExtrapolateParams, targets: li
     specs = []
     for target in targets:
         try:
-            result = transfer.extrapolate(
+            result = extrapolate_within(
                 trajectory.points,
+                [Budget("flops", target)],
                 projected_uniform=trajectory.reference,
                 full_uniform=full,
-                target_flops=target,
-                target_params=None,
+                costs=Costs(None),
                 stacking=extrapolate.stacking,
                 divisor=model.divisor,
                 tolerance=extrapolate.tolerance,
+                point_rule=extrapolate.point,
             )
-        except transfer.OutOfRange as error:
+        except OutOfRange as error:
             raise SlimnetError(f"slimmable.targets: {target:,} FLOPs: {error}") from None
         specs.append(result["optimized"])
     return specs
@@ -96,7 +99,8 @@ def run_slimmable(
             report=report,
         )
     atomic.save_torch(out_dir / "model.pt", save_slimmable_blob(network, slimmable.targets))
-    rows = compare_with_individual(network, slimmable.targets, load_split(DATA / "full" / "test.pt", device), device)
+    test_set = load_split(DATA / "full" / "test.pt", device)
+    rows = compare_with_individual(network, slimmable.targets, test_set, device, seed=recipe.seeds[0])
     metrics = {"targets": rows, "distill": slimmable.distill, "epochs": recipe.epochs}
     atomic.write_json(out_dir / "metrics.json", metrics)
     write_csv(out_dir / "curves.csv", curves)
@@ -105,11 +109,13 @@ def run_slimmable(
     return {**metrics, "train_seconds": summary["train_seconds"]}
 
 
-def compare_with_individual(network: SlimmableNetwork, targets: list[int], test_set, device: torch.device) -> list[dict]:
+def compare_with_individual(
+    network: SlimmableNetwork, targets: list[int], test_set, device: torch.device, *, seed: int
+) -> list[dict]:
     """Test top-1 of every width, and of the individually trained network with the same channels.
 
     The pipeline trains one such network: the optimized one at search.flops, whose channels a
-    target equal to search.flops reproduces exactly. Other targets have none here (null): run
+    target equal to search.flops reproduces exactly (its training with ``seed``). Other targets have none here (null): run
     `dvc exp run -S search.flops=<target>` to train it, and compare.
     """
     optimized = load_spec(variant_spec("optimized"))
@@ -130,7 +136,7 @@ def compare_with_individual(network: SlimmableNetwork, targets: list[int], test_
         }
         if spec.channels == optimized.channels:
             if individual_top1 is None:
-                alone = load_trained(optimized, trained_model("optimized")).to(device, memory_format=torch.channels_last)
+                alone = load_trained(optimized, trained_model("optimized", seed)).to(device, memory_format=torch.channels_last)
                 individual_top1, _ = accuracy(alone, test_set.batches(1000, shuffle=False, augment=False))
             row.update(
                 individual="optimized",

@@ -1,0 +1,166 @@
+"""The study's table and plot from the experiments' metrics (`dvc exp show --json`).
+
+    python scripts/study_table.py [--out study] [--json exp.json]
+
+Writes <out>/results.csv (one row per experiment and variant), <out>/table.md (the README table)
+and <out>/top1_vs_flops.png (top-1 vs FLOPs with 95% error bars over seeds; needs matplotlib,
+otherwise the CSV alone, which `dvc plots show` can draw). Experiments without evaluate's
+metrics (failed or not run) are left out and named on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+METRICS = "stages/evaluate/metrics.json"
+VARIANTS = ("optimized", "uniform", "random")
+
+
+def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(name, params, metrics) of every experiment; the workspace alone when there is none."""
+    found, workspace = [], []
+
+    def record(entry: dict, into: list) -> None:
+        data = entry.get("data") or {}
+        params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+        metrics = (data.get("metrics") or {}).get(METRICS, {}).get("data")
+        name = entry.get("name") or entry.get("rev", "")[:7]
+        if metrics is None:
+            print(f"left out {name}: no {METRICS}", file=sys.stderr)
+            return
+        into.append((name, params, metrics))
+
+    for entry in shown:
+        if entry.get("rev") == "workspace":
+            record(entry, workspace)
+        for experiment in entry.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                record(rev, found)
+    return found or workspace
+
+
+def t975(dof: int) -> float:
+    from slimnet.verdict import t975 as quantile
+
+    return quantile(dof)
+
+
+def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
+    rows = []
+    for name, params, metrics in experiments:
+        seeds = metrics.get("seeds", 1)
+        for variant in VARIANTS:
+            if variant not in metrics:
+                continue
+            m = metrics[variant]
+            std = m.get("top1_std")
+            half = None if std is None or seeds < 2 else t975(seeds - 1) * std / math.sqrt(seeds)
+            rows.append(
+                {
+                    "experiment": name,
+                    "target": (params.get("search") or {}).get("flops"),
+                    "variant": variant,
+                    "flops": m["flops"],
+                    "params": m["params"],
+                    "seeds": seeds,
+                    "top1": m["top1"],
+                    "top1_std": std,
+                    "top1_ci95": None if half is None else round(half, 3),
+                    "gain_vs_uniform": metrics.get("gain_top1") if variant == "optimized" else None,
+                    "ci95_low": metrics.get("gain_ci95_low") if variant == "optimized" else None,
+                    "ci95_high": metrics.get("gain_ci95_high") if variant == "optimized" else None,
+                    "verdict": metrics.get("verdict") if variant == "optimized" else None,
+                    "vs_random": (metrics.get("vs_random") or {}).get("verdict") if variant == "optimized" else None,
+                }
+            )
+    return sorted(rows, key=lambda r: (r["flops"], VARIANTS.index(r["variant"])))
+
+
+def fmt(value, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cell(row: dict | None) -> str:
+    return "-" if row is None else f"{row['top1']:.2f} ± {fmt(row['top1_std'])} ({row['flops'] / 1e6:.2f}M)"
+
+
+def table(rows: list[dict]) -> str:
+    by_experiment: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        by_experiment.setdefault(row["experiment"], {})[row["variant"]] = row
+    lines = [
+        "| target | seeds | optimized top-1 | uniform top-1 | random top-1 | gain vs uniform [95% CI] | verdict | vs random |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variants in sorted(by_experiment.values(), key=lambda v: v["optimized"]["flops"]):
+        o = variants["optimized"]
+
+        interval = f"{o['gain_vs_uniform']:+.2f} [{fmt(o['ci95_low'], '+.2f')}, {fmt(o['ci95_high'], '+.2f')}]"
+        lines.append(
+            f"| {o['target']} | {o['seeds']} | {cell(o)} | {cell(variants.get('uniform'))} | {cell(variants.get('random'))} | {interval} | {o['verdict']} | {fmt(o['vs_random'], 's')} |"
+        )
+    return "\n".join(lines) + "\n\ntop-1: mean ± standard deviation over seeds (FLOPs); gain: paired, seed by seed.\n"
+
+
+def plot(rows: list[dict], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for variant, marker in zip(VARIANTS, "osd"):
+        points = [r for r in rows if r["variant"] == variant]
+        if points:
+            axes.errorbar(
+                [r["flops"] / 1e6 for r in points],
+                [r["top1"] for r in points],
+                yerr=[r["top1_ci95"] or 0 for r in points],
+                marker=marker,
+                capsize=3,
+                label=variant,
+            )
+    axes.set_xlabel("MFLOPs (multiply-accumulates)")
+    axes.set_ylabel("test top-1 % (mean, 95% CI over seeds)")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    # Fixed metadata so the same results give the same bytes.
+    figure.savefig(path, dpi=120, metadata={"Software": None})
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("study"))
+    parser.add_argument("--json", type=Path, help="a saved `dvc exp show --json` (default: run it)")
+    args = parser.parse_args()
+    text = (
+        args.json.read_text()
+        if args.json
+        else subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
+    )
+    rows = rows_of(experiments(json.loads(text)))
+    if not rows:
+        sys.exit("no experiment has evaluate's metrics: run scripts/study.sh first")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    (args.out / "table.md").write_text(table(rows))
+    drawn = plot(rows, args.out / "top1_vs_flops.png")
+    print(table(rows))
+    print(f"wrote {args.out}/results.csv, table.md" + (", top1_vs_flops.png" if drawn else " (no matplotlib: no plot)"))
+
+
+if __name__ == "__main__":
+    main()

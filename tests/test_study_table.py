@@ -1,0 +1,94 @@
+"""scripts/study_table.py: experiments' metrics (as `dvc exp show --json` gives them) -> table, CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def experiment(name: str, flops: str, top1: dict[str, list[float]]) -> dict:
+    from slimnet.verdict import mean_and_std, paired_gain
+
+    metrics = {"seeds": len(top1["optimized"])}
+    for variant, values in top1.items():
+        mean, std = mean_and_std(values)
+        metrics[variant] = {"top1": round(mean, 3), "top1_std": round(std, 3), "flops": int(float(flops[:-1]) * 1e6), "params": 1}
+    gain = paired_gain(top1["optimized"], top1["uniform"])
+    metrics.update(gain_top1=gain.gain, gain_ci95_low=gain.ci95_low, gain_ci95_high=gain.ci95_high, verdict=gain.verdict)
+    metrics["vs_random"] = {"verdict": paired_gain(top1["optimized"], top1["random"]).verdict}
+    return {
+        "rev": name * 5,
+        "name": name,
+        "data": {
+            "params": {"params.yaml": {"data": {"search": {"flops": flops}}}},
+            "metrics": {"stages/evaluate/metrics.json": {"data": metrics}},
+        },
+    }
+
+
+def test_the_table_and_csv_come_from_every_experiment(tmp_path):
+    shown = [
+        {"rev": "workspace", "name": None, "data": {"params": {}, "metrics": {}}, "experiments": None},
+        {
+            "rev": "abc",
+            "name": "main",
+            "data": {"params": {}, "metrics": {}},
+            "experiments": [
+                {
+                    "revs": [
+                        experiment(
+                            "small",
+                            "4M",
+                            {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6], "random": [78.0, 78.5, 79.0]},
+                        )
+                    ]
+                },
+                {
+                    "revs": [
+                        experiment(
+                            "large",
+                            "8M",
+                            {"optimized": [85.0, 84.0, 86.0], "uniform": [85.5, 84.2, 85.0], "random": [84.0, 83.0, 85.0]},
+                        )
+                    ]
+                },
+                {"revs": [{"rev": "f" * 40, "name": "failed", "data": {"params": {}, "metrics": {}}}]},
+            ],
+        },
+    ]
+    (tmp_path / "exp.json").write_text(json.dumps(shown))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts/study_table.py"),
+            "--json",
+            str(tmp_path / "exp.json"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "left out failed" in result.stderr
+    table = (tmp_path / "out/table.md").read_text().splitlines()
+    assert table[2].startswith("| 4M | 3 | 80.50 ± 0.50 (4.00M)") and "| better |" in table[2]
+    assert table[3].startswith("| 8M | 3 |") and "| within noise |" in table[3]
+    rows = list(csv.DictReader(open(tmp_path / "out/results.csv")))
+    assert [(r["target"], r["variant"]) for r in rows] == [
+        ("4M", "optimized"),
+        ("4M", "uniform"),
+        ("4M", "random"),
+        ("8M", "optimized"),
+        ("8M", "uniform"),
+        ("8M", "random"),
+    ]
+    # The error bar is the 95% interval of the mean: t(2) x std / sqrt(3).
+    assert float(rows[0]["top1_ci95"]) == round(4.3027 * 0.5 / math.sqrt(3), 3)
