@@ -82,6 +82,7 @@ def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
                     "top1": m["top1"],
                     "top1_std": std,
                     "top1_ci95": None if half is None else round(half, 3),
+                    "supernet_top1": m.get("supernet_top1"),
                     "gain_vs_uniform": metrics.get("gain_top1") if variant == "optimized" else None,
                     "ci95_low": metrics.get("gain_ci95_low") if variant == "optimized" else None,
                     "ci95_high": metrics.get("gain_ci95_high") if variant == "optimized" else None,
@@ -115,7 +116,24 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {o['target']} | {o['seeds']} | {cell(o)} | {cell(variants.get('uniform'))} | {cell(variants.get('random'))} | {interval} | {o['verdict']} | {fmt(o['vs_random'], 's')} |"
         )
-    return "\n".join(lines) + "\n\ntop-1: mean ± standard deviation over seeds (FLOPs); gain: paired, seed by seed.\n"
+    footer = "top-1: mean ± standard deviation over seeds (FLOPs); gain: paired, seed by seed."
+    tau, count = ranking(rows)
+    if tau is not None:
+        footer += (
+            f"\nKendall's tau between the supernet's estimate and the from-scratch top-1 over the {count} networks: {tau:+.2f}"
+        )
+    return "\n".join(lines) + "\n\n" + footer + "\n"
+
+
+def ranking(rows: list[dict]) -> tuple[float | None, int]:
+    """Kendall's tau between the supernet's estimates and the trained top-1 over every network of
+    the study (all budgets and variants): does the supernet rank networks as training does?"""
+    from slimnet.ranking import kendall_tau
+
+    scored = [r for r in rows if r.get("supernet_top1") is not None]
+    if len(scored) < 2:
+        return None, len(scored)
+    return kendall_tau([r["supernet_top1"] for r in scored], [r["top1"] for r in scored]), len(scored)
 
 
 def plot(rows: list[dict], path: Path) -> bool:

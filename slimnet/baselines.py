@@ -35,3 +35,14 @@ def random_network(
     stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)
     spec, k = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance, measure)
     return spec.model_copy(update={"note": f"random draw (seed {seed}), width transfer k={k:.4g} ({stacking})"}), drawn
+
+
+def projected_uniform(space: ChannelSpace, reference: ArchSpec, width: float) -> dict[str, int]:
+    """The uniform network of ``width`` (a multiplier of the full 1.0x network) as a supernet
+    configuration: each unit's largest choice at or below ``width`` x its projected 1.0x channels
+    (its smallest choice when none is), so the supernet can score the uniform baseline too."""
+    config = {}
+    for unit, options in space.choices.items():
+        limit = width * reference.channels[unit]
+        config[unit] = max((c for c in options if c <= limit + 1e-9), default=options[0])
+    return config

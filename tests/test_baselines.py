@@ -7,7 +7,7 @@ import math
 import pytest
 
 from slimnet.arch import uniform_spec
-from slimnet.baselines import random_network
+from slimnet.baselines import projected_uniform, random_network
 from slimnet.budgets import Budget, Costs, extrapolate_within
 from slimnet.models import scaled_depth
 from slimnet.supernet import build_space
@@ -50,6 +50,22 @@ def test_random_network_is_a_seeded_draw_from_the_space_at_the_target():
     assert again == spec and drawn_again == drawn
     other, drawn_other = draw(1)
     assert drawn_other != drawn and other.channels != spec.channels
+
+
+def test_the_uniform_network_as_a_supernet_configuration():
+    # The supernet scores the uniform baseline at its width: each unit's largest choice at or
+    # below width x its 1.0x channels, a configuration the supernet can run.
+    for width in (0.2, 0.5, 1.0):
+        config = projected_uniform(SPACE, PROJECTED, width)
+        assert SPACE.problems(config) is None
+        for unit, channels in config.items():
+            options = SPACE.choices[unit]
+            assert channels == options[0] or channels <= width * PROJECTED.channels[unit] + 1e-9
+            larger = [c for c in options if c > channels]
+            assert not larger or larger[0] > width * PROJECTED.channels[unit]
+    assert projected_uniform(SPACE, PROJECTED, 0.0) == SPACE.minimum
+    wider, narrower = projected_uniform(SPACE, PROJECTED, 0.8), projected_uniform(SPACE, PROJECTED, 0.4)
+    assert all(wider[u] >= narrower[u] for u in wider) and wider != narrower
 
 
 def test_random_draws_are_not_uniform_networks():

@@ -122,6 +122,20 @@ def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
     # One seed: a gain but no interval, and never a win.
     assert metrics["seeds"] == 1 and metrics["gain_ci95_low"] is None and metrics["verdict"] == "within noise"
     assert metrics["vs_random"]["verdict"] == "within noise"
+    # The supernet's estimate of each network: the optimized one is the selected trajectory point,
+    # scored as the search scored it; tau compares the estimates' order with the trained top-1's.
+    projected = load(project, "stages/extrapolate/projected.json")
+    step = load(project, "stages/extrapolate/summary.json")["selected_step"]
+    point = next(p for p in load(project, "stages/search/trajectory.json")["points"] if p["step"] == step)
+    assert projected["optimized"]["channels"] == point["channels"]
+    assert projected["optimized"]["supernet_top1"] == pytest.approx(point["accuracy"], abs=1e-3)
+    estimates = [projected[v]["supernet_top1"] for v in ("optimized", "uniform", "random")]
+    assert [metrics[v]["supernet_top1"] for v in ("optimized", "uniform", "random")] == estimates
+    trained = [metrics[v]["top1"] for v in ("optimized", "uniform", "random")]
+    from slimnet.ranking import kendall_tau
+
+    tau = kendall_tau(estimates, trained)
+    assert metrics["ranking"] == {"kendall_tau": None if tau is None else round(tau, 4), "networks": 3}
     cost = metrics["search_cost"]
     assert cost["supernet_train_flops"] > 0 and cost["search_flops"] > 0
     assert cost["direct_flops_est"] > cost["supernet_train_flops"] + cost["search_flops"] and cost["saving_x"] > 1

@@ -16,6 +16,7 @@ from slimnet.latency import LatencyTable, current_device_matches, predict_spec_m
 from slimnet.measure import Timing, network_latency
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import DATA, STAGES, read_json, trained_model, write_csv, write_timings
+from slimnet.ranking import kendall_tau
 from slimnet.scoring import accuracy
 from slimnet.search import Trajectory
 from slimnet.verdict import Comparison, mean_and_std, paired_gain
@@ -128,6 +129,13 @@ def run_evaluate(
         "table_device": table.device_name,
         "same_machine_as_table": current_device_matches(table, latency_device),
     }
+    # The search-quality diagnostic: does the supernet rank the trained networks as training does?
+    projected = read_json(STAGES / "extrapolate" / "projected.json", "extrapolate")
+    estimates = [projected[v]["supernet_top1"] for v in train.variants]
+    for variant, estimate in zip(train.variants, estimates):
+        metrics[variant]["supernet_top1"] = estimate
+    tau = kendall_tau(estimates, [metrics[v]["top1"] for v in train.variants])
+    metrics["ranking"] = {"kendall_tau": _rounded(tau, 4), "networks": len(estimates)}
     # The verdict: optimized against uniform, seed by seed (and against random when it is trained).
     metrics.update(verdict_keys(paired_gain(top1["optimized"], top1["uniform"])))
     if "random" in top1:

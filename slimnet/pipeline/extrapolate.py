@@ -6,11 +6,12 @@ from pathlib import Path
 
 from slimnet import atomic, transfer
 from slimnet.arch import save_spec
-from slimnet.baselines import random_network
+from slimnet.baselines import projected_uniform, random_network
 from slimnet.budgets import METRICS, Budget, Costs, extrapolate_within
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams, SupernetParams
 from slimnet.latency import LatencyTable, predict_spec_ms
-from slimnet.pipeline.common import DATA, STAGES, read_json, write_csv
+from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, write_csv
+from slimnet.pipeline.estimates import supernet_estimates
 from slimnet.pipeline.specs import full_uniform
 from slimnet.search import Trajectory
 from slimnet.space import ChannelSpace
@@ -89,6 +90,19 @@ def run_extrapolate(
     save_spec(uniform, out_dir / "uniform.json")
     save_spec(optimized, out_dir / "optimized.json")
     save_spec(random, out_dir / "random.json")
+    # Each network as the supernet configuration it stands for, and the supernet's estimate of
+    # it, so evaluate can check that the supernet ranks the networks as training does.
+    selected = next(p for p in trajectory.points if p.step == result["selected_step"])
+    configs = {
+        "optimized": dict(selected.channels),
+        "uniform": projected_uniform(space, trajectory.reference, result["uniform_width"]),
+        "random": drawn,
+    }
+    estimates = supernet_estimates(configs, search, pick_device("auto"))
+    atomic.write_json(
+        out_dir / "projected.json",
+        {name: {"supernet_top1": estimates[name], "channels": config} for name, config in configs.items()},
+    )
     return summary
 
 

@@ -1,0 +1,34 @@
+"""How well one list of scores ranks like another: Kendall's tau-b (ties counted as in scipy)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall's tau-b of two equally long lists; None when either is constant or has < 2 items.
+
+    +1: every pair is ordered alike; -1: every pair the other way. Used to check AutoSlim's
+    assumption that the supernet's estimate ranks networks as training them from scratch does.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"kendall_tau needs lists of one length (got {len(x)} and {len(y)})")
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue  # tied in both: counts in neither denominator term
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    if denominator == 0:
+        return None
+    return (concordant - discordant) / denominator
