@@ -6,16 +6,23 @@
 #   sh scripts/study.sh                       # the study (about 100 min on a quiet 2-core CPU, see README)
 #   BUDGETS=6M SEEDS='0 1' EPOCHS=1 EXTRA='-S data.fraction=0.05' sh scripts/study.sh   # a tiny check
 #
-# How it uses the cores: the search does not read the budget and a training stage does not read
-# train.seeds, so DVC's run-cache lets experiments share work. The first (budget, seed) shard runs
-# alone with every thread (it also trains the supernet and searches, once for the whole study);
-# the other shards run JOBS at a time with one thread each (two 1-thread trainings do ~1.75x the
+# How it uses the cores: a training stage does not read train.seeds, so DVC's run-cache lets
+# experiments share trainings. The first (budget, seed) shard runs alone with every thread; the
+# other shards run JOBS at a time with one thread each (two 1-thread trainings do ~1.75x the
 # images/s of one 2-thread training here); last, one experiment per budget with all the seeds
 # (named study-<budget>) finds every training in the run-cache and reports the verdict.
+# The search and latency stages do not read the budget either, but DVC keeps stages with
+# `cache: false` outputs out of its run-cache, so experiments share them only through the
+# committed dvc.lock: commit `dvc repro search latency` first (checked below), or every shard
+# searches again.
 #
 # Run from a clean git checkout of the project (dvc exp needs committed code).
 set -eu
-BUDGETS=${BUDGETS:-6M 8M 10M}  # inside what the default search covers (5.4M..26.9M on the committed run)
+if ! dvc status search latency | grep -q "up to date"; then
+    echo "study: search and latency are not up to date in dvc.lock: run 'dvc repro search latency' and commit dvc.lock first" >&2
+    exit 1
+fi
+BUDGETS=${BUDGETS:-6M 8M 10M}  # inside what the default search covers (5.2M..26.1M on the committed run)
 SEEDS=${SEEDS:-0 1 2}
 EPOCHS=${EPOCHS:-2}
 JOBS=${JOBS:-2}
