@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from slimnet.arch import ArchSpec
+from slimnet.errors import SlimnetError
 from slimnet.space import ChannelSpace
 from slimnet.transfer import CostFn, Metric, Stacking, match_cost, stack_depth, width_multipliers
 
@@ -37,12 +38,20 @@ def random_network(
     return spec.model_copy(update={"note": f"random draw (seed {seed}), width transfer k={k:.4g} ({stacking})"}), drawn
 
 
-def projected_uniform(space: ChannelSpace, reference: ArchSpec, width: float) -> dict[str, int]:
-    """The uniform network of ``width`` (a multiplier of the full 1.0x network) as a supernet
-    configuration: each unit's largest choice at or below ``width`` x its projected 1.0x channels
-    (its smallest choice when none is), so the supernet can score the uniform baseline too."""
+def projected_uniform(space: ChannelSpace, projected: ArchSpec, uniform: ArchSpec, full: ArchSpec) -> dict[str, int]:
+    """The uniform baseline ``uniform`` (a width of the full network ``full``) as a configuration
+    of the supernet around ``projected``: each unit keeps the share of its channels that the
+    uniform network keeps of the same unit of ``full`` (the width transfer, run backwards), at the
+    nearest choice of the space (the narrower on a tie), so the supernet can score it too.
+
+    The share is taken against ``full`` and not as an absolute width multiplier: the projected
+    network is already ``transfer.width`` x the full one, so an absolute 0.16x would land on the
+    space's minimum."""
     config = {}
     for unit, options in space.choices.items():
-        limit = width * reference.channels[unit]
-        config[unit] = max((c for c in options if c <= limit + 1e-9), default=options[0])
+        if unit not in full.channels or unit not in uniform.channels:
+            raise SlimnetError(f"the projected unit {unit} is not in the full network: re-run the project and search stages")
+        share = uniform.channels[unit] / full.channels[unit]
+        wanted = share * projected.channels[unit]
+        config[unit] = min(options, key=lambda c: (abs(c - wanted), c))
     return config

@@ -9,6 +9,7 @@ import pytest
 from slimnet.arch import uniform_spec
 from slimnet.baselines import projected_uniform, random_network
 from slimnet.budgets import Budget, Costs, extrapolate_within
+from slimnet.flops import cost
 from slimnet.models import scaled_depth
 from slimnet.supernet import build_space
 from slimnet.transfer import width_multipliers
@@ -53,19 +54,23 @@ def test_random_network_is_a_seeded_draw_from_the_space_at_the_target():
 
 
 def test_the_uniform_network_as_a_supernet_configuration():
-    # The supernet scores the uniform baseline at its width: each unit's largest choice at or
-    # below width x its 1.0x channels, a configuration the supernet can run.
-    for width in (0.2, 0.5, 1.0):
-        config = projected_uniform(SPACE, PROJECTED, width)
+    # The supernet scores the uniform baseline at the share of the full network it keeps: a
+    # 0.1625x MobileNetV2 is 0.46 of the 0.35x default, so ~0.46 of the projected channels, not
+    # 0.1625 of them (that was the space's minimum, and the uniform estimate was the min's).
+    for width in (0.1625, 0.25, 0.35, 0.5):
+        uniform = uniform_spec("mobilenet_v2", width, resolution=28, num_classes=10, in_channels=1, cifar=True)
+        config = projected_uniform(SPACE, PROJECTED, uniform, FULL)
         assert SPACE.problems(config) is None
         for unit, channels in config.items():
-            options = SPACE.choices[unit]
-            assert channels == options[0] or channels <= width * PROJECTED.channels[unit] + 1e-9
-            larger = [c for c in options if c > channels]
-            assert not larger or larger[0] > width * PROJECTED.channels[unit]
-    assert projected_uniform(SPACE, PROJECTED, 0.0) == SPACE.minimum
-    wider, narrower = projected_uniform(SPACE, PROJECTED, 0.8), projected_uniform(SPACE, PROJECTED, 0.4)
-    assert all(wider[u] >= narrower[u] for u in wider) and wider != narrower
+            wanted = uniform.channels[unit] / FULL.channels[unit] * PROJECTED.channels[unit]
+            assert all(abs(channels - wanted) <= abs(c - wanted) for c in SPACE.choices[unit])
+        projected_ratio = cost(SPACE.blueprint, config, PROJECTED.resolution).flops / PROJECTED.cost().flops
+        full_ratio = uniform.cost().flops / FULL.cost().flops
+        assert abs(projected_ratio / full_ratio - 1) < 0.25, (width, projected_ratio, full_ratio)
+    small = uniform_spec("mobilenet_v2", 0.1625, resolution=28, num_classes=10, in_channels=1, cifar=True)
+    assert projected_uniform(SPACE, PROJECTED, small, FULL) != SPACE.minimum
+    same = projected_uniform(SPACE, PROJECTED, FULL, FULL)
+    assert all(abs(same[u] - PROJECTED.channels[u]) <= SPACE.choices[u][1] - SPACE.choices[u][0] for u in same)
 
 
 def test_random_draws_are_not_uniform_networks():

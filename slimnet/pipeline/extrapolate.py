@@ -95,7 +95,7 @@ def run_extrapolate(
     selected = next(p for p in trajectory.points if p.step == result["selected_step"])
     configs = {
         "optimized": dict(selected.channels),
-        "uniform": projected_uniform(space, trajectory.reference, result["uniform_width"]),
+        "uniform": projected_uniform(space, trajectory.reference, uniform, full),
         "random": drawn,
     }
     estimates = supernet_estimates(configs, search, pick_device("auto"))
