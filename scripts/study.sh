@@ -3,7 +3,7 @@
 # with the uniform and random baselines, as DVC experiments; then study_table.py turns their
 # metrics into study/ (results.csv, table.md, top1_vs_flops.png).
 #
-#   sh scripts/study.sh                       # the study (about 100 min on a quiet 2-core CPU, see README)
+#   sh scripts/study.sh                       # the study (see README for its time on a 2-core CPU)
 #   BUDGETS=6M SEEDS='0 1' EPOCHS=1 EXTRA='-S data.fraction=0.05' sh scripts/study.sh   # a tiny check
 #
 # How it uses the cores: a training stage does not read train.seeds, so DVC's run-cache lets
@@ -32,7 +32,11 @@ COMMON="-S train.epochs=$EPOCHS -S train.variants=[optimized,uniform,random] $EX
 drain() {  # start the queue with $1 workers and wait until nothing is queued or running
     dvc queue start -j "$1"
     sleep 20
-    while dvc queue status 2>/dev/null | grep -Eq "Queued|Running"; do sleep 30; done
+    while status=$(dvc queue status 2>/dev/null) && echo "$status" | grep -Eq "Queued|Running"; do
+        # Workers can die (seen once): tasks still queued and none running get fresh workers.
+        if ! echo "$status" | grep -q "Running"; then dvc queue start -j "$1"; fi
+        sleep 30
+    done
     dvc queue stop 2>/dev/null || true
 }
 
