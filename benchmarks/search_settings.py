@@ -65,7 +65,9 @@ def main() -> None:
     judge = rebatch(x[-args.judge :], y[-args.judge :], search.batch_size)
     calib = []
     if search.bn == "recalibrate":
-        calib = fixed_batches(load_split(root / "data/search/train.pt", device), search.calib_images, search.batch_size, search.seed)
+        calib = fixed_batches(
+            load_split(root / "data/search/train.pt", device), search.calib_images, search.batch_size, search.seed
+        )
     judge_eval = CandidateEvaluator(network, space, calib, judge, cache_bytes=0, bn=search.bn)
     floor = int(search.floor * cost(space.blueprint, space.maximum, reference.resolution).flops)
 

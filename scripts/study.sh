@@ -34,7 +34,7 @@ drain() {  # start the queue with $1 workers and wait until nothing is queued or
     sleep 20
     while status=$(dvc queue status 2>/dev/null) && echo "$status" | grep -Eq "Queued|Running"; do
         # Workers can die (seen once): tasks still queued and none running get fresh workers.
-        if ! echo "$status" | grep -q "Running"; then dvc queue start -j "$1"; fi
+        if echo "$status" | grep -q "Worker status: 0 active"; then dvc queue start -j "$1"; fi
         sleep 30
     done
     dvc queue stop 2>/dev/null || true
