@@ -5,6 +5,7 @@
 #
 #   sh scripts/study.sh                       # the study (see README for its time on a 2-core CPU)
 #   BUDGETS=6M SEEDS='0 1' EPOCHS=1 EXTRA='-S data.fraction=0.05' sh scripts/study.sh   # a tiny check
+#   NAME=stacked VARIANTS=[optimized,uniform] EXTRA='-S extrapolate.point=stacked' sh scripts/study.sh   # the other point rule
 #
 # How it uses the cores: a training stage does not read train.seeds, so DVC's run-cache lets
 # experiments share trainings. The first (budget, seed) shard runs alone with every thread; the
@@ -15,6 +16,14 @@
 # `cache: false` outputs out of its run-cache, so experiments share them only through the
 # committed dvc.lock: commit `dvc repro search latency` first (checked below), or every shard
 # searches again.
+#
+# DIRECT=1 adds the direct-search baseline: each budget once more with the identity projection
+# (plain AutoSlim on the full problem), named study-<budget>-direct, all seeds; study_table.py
+# puts its network beside the projected search's with both searches' measured cost. These run
+# one after another in the workspace, so the direct supernet and search run once and the later
+# budgets find them in the workspace's dvc.lock; the workspace is restored afterwards. On the
+# default problem the direct supernet trains a network ~9x the projected one's FLOPs on 5x the
+# images: hours on a 2-core CPU (see README), minutes on a GPU.
 #
 # Run from a clean git checkout of the project (dvc exp needs committed code).
 set -eu
@@ -27,17 +36,28 @@ SEEDS=${SEEDS:-0 1 2}
 EPOCHS=${EPOCHS:-2}
 JOBS=${JOBS:-2}
 EXTRA=${EXTRA:-}
-COMMON="-S train.epochs=$EPOCHS -S train.variants=[optimized,uniform,random] $EXTRA"
+DIRECT=${DIRECT:-0}
+NAME=${NAME:-study}  # experiments are named <NAME>-<budget>: another name for a variant of the study
+VARIANTS=${VARIANTS:-[optimized,uniform,random]}
+COMMON="-S train.epochs=$EPOCHS -S train.variants=$VARIANTS $EXTRA"
 
-drain() {  # start the queue with $1 workers and wait until nothing is queued or running
-    dvc queue start -j "$1"
-    sleep 20
+workers() {  # how many queue workers are alive (busy or idle)
+    dvc queue status 2>/dev/null | sed -n 's/.*Worker status: \([0-9]*\) active, \([0-9]*\) idle.*/\1 + \2/p'
+}
+
+drain() {  # keep $1 workers busy until nothing is queued or running
+    # No `dvc queue stop` between phases: a stop reaches workers started right after it, which
+    # then quit after one task (seen here: a phase of two jobs ran on one). Workers are topped up
+    # instead, also when one dies (seen once: tasks queued and none running).
     while status=$(dvc queue status 2>/dev/null) && echo "$status" | grep -Eq "Queued|Running"; do
-        # Workers can die (seen once): tasks still queued and none running get fresh workers.
-        if echo "$status" | grep -q "Worker status: 0 active"; then dvc queue start -j "$1"; fi
+        alive=$(workers)
+        alive=$((${alive:-0}))
+        if echo "$status" | grep -q "Queued" && [ "$alive" -lt "$1" ]; then
+            dvc queue start -j "$(($1 - alive))"
+            sleep 20
+        fi
         sleep 30
     done
-    dvc queue stop 2>/dev/null || true
 }
 
 first_budget=${BUDGETS%% *}
@@ -56,8 +76,17 @@ drain "$JOBS"
 seeds_list="[$(echo "$SEEDS" | tr ' ' ',')]"
 for budget in $BUDGETS; do
     # shellcheck disable=SC2086
-    dvc exp run --queue --name "study-$budget" $COMMON -S "search.flops=$budget" -S "train.seeds=$seeds_list"
+    dvc exp run --queue --name "$NAME-$budget" $COMMON -S "search.flops=$budget" -S "train.seeds=$seeds_list"
 done
 drain 1
 dvc queue status
+if [ "$DIRECT" = 1 ]; then
+    for budget in $BUDGETS; do
+        # shellcheck disable=SC2086
+        dvc exp run --name "$NAME-$budget-direct" $COMMON -S "train.variants=[optimized,uniform]" \
+            -S transfer.width=1.0 -S transfer.depth=1.0 -S transfer.resolution=null -S transfer.data_fraction=1.0 \
+            -S "search.flops=$budget" -S "train.seeds=$seeds_list"
+    done
+    git checkout -- . && dvc checkout -q  # the committed default again
+fi
 python scripts/study_table.py --out study

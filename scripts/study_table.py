@@ -6,6 +6,11 @@ Writes <out>/results.csv (one row per experiment and variant), <out>/table.md (t
 and <out>/top1_vs_flops.png (top-1 vs FLOPs with 95% error bars over seeds; needs matplotlib,
 otherwise the CSV alone, which `dvc plots show` can draw). Experiments without evaluate's
 metrics (failed or not run) are left out and named on stderr.
+
+An experiment whose `transfer` is the identity (width and depth 1, data_fraction 1, no
+resolution) searched the full problem itself: its optimized network is the *direct* baseline
+of the projected search at the same budget (study.sh DIRECT=1), shown in its own column with
+the search cost each way, measured (supernet training + greedy search, multiply-accumulates).
 """
 
 from __future__ import annotations
@@ -19,7 +24,19 @@ import sys
 from pathlib import Path
 
 METRICS = "stages/evaluate/metrics.json"
-VARIANTS = ("optimized", "uniform", "random")
+VARIANTS = ("optimized", "uniform", "random", "direct")
+
+
+def is_direct(params: dict) -> bool:
+    """Whether an experiment searched the full problem (no projection: plain AutoSlim)."""
+    transfer = params.get("transfer") or {}
+    return (
+        float(transfer.get("width", 1.0)) == 1.0
+        and float(transfer.get("depth", 1.0)) == 1.0
+        and float(transfer.get("data_fraction", 1.0)) == 1.0
+        and transfer.get("resolution") is None
+        and bool(transfer)
+    )
 
 
 def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
@@ -45,11 +62,17 @@ def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
     return found or workspace
 
 
+def point_rule(params: dict) -> str:
+    """Which trajectory point extrapolate carried over (extrapolate.point; the default: ratio)."""
+    return (params.get("extrapolate") or {}).get("point", "ratio")
+
+
 def most_seeds_per_target(found: list[tuple[str, dict, dict]]) -> list[tuple[str, dict, dict]]:
-    """Per budget, the experiment over the most seeds: the study's one-seed shards are left out."""
+    """Per budget (and per kind: projected or direct search), the experiment over the most seeds:
+    the study's one-seed shards are left out."""
     best: dict = {}
     for name, params, metrics in found:
-        target = json.dumps((params.get("search") or {}).get("flops"))
+        target = json.dumps([(params.get("search") or {}).get("flops"), point_rule(params), is_direct(params)])
         if target not in best or metrics.get("seeds", 1) > best[target][2].get("seeds", 1):
             best[target] = (name, params, metrics)
     return list(best.values())
@@ -65,9 +88,11 @@ def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
     rows = []
     for name, params, metrics in experiments:
         seeds = metrics.get("seeds", 1)
+        direct = is_direct(params)
+        cost = metrics.get("search_cost") or {}
         for variant in VARIANTS:
-            if variant not in metrics:
-                continue
+            if variant not in metrics or (direct and variant != "optimized"):
+                continue  # a direct experiment's uniform network is the projected one's, trained alike
             m = metrics[variant]
             std = m.get("top1_std")
             half = None if std is None or seeds < 2 else t975(seeds - 1) * std / math.sqrt(seeds)
@@ -75,6 +100,7 @@ def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
                 {
                     "experiment": name,
                     "target": (params.get("search") or {}).get("flops"),
+                    "point": point_rule(params),
                     "variant": variant,
                     "flops": m["flops"],
                     "params": m["params"],
@@ -88,9 +114,50 @@ def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
                     "ci95_high": metrics.get("gain_ci95_high") if variant == "optimized" else None,
                     "verdict": metrics.get("verdict") if variant == "optimized" else None,
                     "vs_random": (metrics.get("vs_random") or {}).get("verdict") if variant == "optimized" else None,
+                    "search_flops": _search_flops(cost) if variant == "optimized" else None,
                 }
             )
-    return sorted(rows, key=lambda r: (r["flops"], VARIANTS.index(r["variant"])))
+            if direct:
+                rows[-1].update(variant="direct", gain_vs_uniform=None, ci95_low=None, ci95_high=None, verdict=None)
+                rows[-1].update(vs_random=None, supernet_top1=None)  # another supernet's estimate: not comparable
+    return sorted(rows, key=lambda r: (r["flops"], r["point"] != "ratio", VARIANTS.index(r["variant"])))
+
+
+def _search_flops(cost: dict) -> int | None:
+    """What the search measurably cost: supernet training plus greedy slimming, in multiply-accumulates."""
+    if "supernet_train_flops" not in cost or "search_flops" not in cost:
+        return None
+    return int(cost["supernet_train_flops"]) + int(cost["search_flops"])
+
+
+def versus_direct(projected: dict, direct: dict | None) -> str:
+    """The projected search's network against the direct search's, at one budget: the difference
+    of the mean top-1 with a Welch 95% interval (the seeds are paired with uniform, not with each
+    other), and what the projection saved, both measured."""
+    if direct is None:
+        return "-"
+    gain = projected["top1"] - direct["top1"]
+    text = f"{gain:+.2f}"
+    s1, s2, n1, n2 = projected["top1_std"], direct["top1_std"], projected["seeds"], direct["seeds"]
+    if s1 is not None and s2 is not None and n1 > 1 and n2 > 1:
+        v1, v2 = s1**2 / n1, s2**2 / n2
+        se = math.sqrt(v1 + v2)
+        dof = round((v1 + v2) ** 2 / max(v1**2 / (n1 - 1) + v2**2 / (n2 - 1), 1e-12)) if se > 0 else n1 + n2 - 2
+        half = t975(max(1, dof)) * se
+        text += f" [{gain - half:+.2f}, {gain + half:+.2f}]"
+    if projected.get("search_flops") and direct.get("search_flops"):
+        text += f", search {direct['search_flops'] / projected['search_flops']:.1f}x cheaper"
+    return text
+
+
+def target_size(row: dict) -> float:
+    """The budget as a number ("6M" -> 6e6), for ordering; the network's FLOPs where it is not a size."""
+    text = str(row["target"])
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(text[-1:].upper())
+    try:
+        return float(text[:-1]) * scale if scale else float(text)
+    except ValueError:
+        return float(row["flops"])
 
 
 def fmt(value, spec: str = ".2f") -> str:
@@ -105,17 +172,22 @@ def table(rows: list[dict]) -> str:
     by_experiment: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_experiment.setdefault(row["experiment"], {})[row["variant"]] = row
-    lines = [
-        "| target | seeds | optimized top-1 | uniform top-1 | random top-1 | gain vs uniform [95% CI] | verdict | vs random |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for variants in sorted(by_experiment.values(), key=lambda v: v["optimized"]["flops"]):
+    directs = {(row["target"], row["point"]): row for row in rows if row["variant"] == "direct"}
+    header = "| target | seeds | optimized top-1 | uniform top-1 | random top-1 | gain vs uniform [95% CI] | verdict | vs random |"
+    if directs:
+        header += " direct top-1 | optimized - direct [95% CI], search cost |"
+    lines = [header, "|---" * header.count(" | ") + "|---|"]
+    projected = [v for v in by_experiment.values() if "optimized" in v]
+    for variants in sorted(projected, key=lambda v: (target_size(v["optimized"]), v["optimized"]["point"] != "ratio")):
         o = variants["optimized"]
 
         interval = f"{o['gain_vs_uniform']:+.2f} [{fmt(o['ci95_low'], '+.2f')}, {fmt(o['ci95_high'], '+.2f')}]"
-        lines.append(
-            f"| {o['target']} | {o['seeds']} | {cell(o)} | {cell(variants.get('uniform'))} | {cell(variants.get('random'))} | {interval} | {o['verdict']} | {fmt(o['vs_random'], 's')} |"
-        )
+        target = o["target"] if o["point"] == "ratio" else f"{o['target']} (point: {o['point']})"
+        line = f"| {target} | {o['seeds']} | {cell(o)} | {cell(variants.get('uniform'))} | {cell(variants.get('random'))} | {interval} | {o['verdict']} | {fmt(o['vs_random'], 's')} |"
+        if directs:
+            direct = directs.get((o["target"], o["point"]))
+            line += f" {cell(direct)} | {versus_direct(o, direct)} |"
+        lines.append(line)
     footer = "top-1: mean ± standard deviation over seeds (FLOPs); gain: paired, seed by seed."
     tau, count = ranking(rows)
     if tau is not None:
@@ -130,7 +202,9 @@ def ranking(rows: list[dict]) -> tuple[float | None, int]:
     the study (all budgets and variants): does the supernet rank networks as training does?"""
     from slimnet.ranking import kendall_tau
 
-    scored = [r for r in rows if r.get("supernet_top1") is not None]
+    # A network two experiments share (the uniform one under both point rules) counts once.
+    unique = {(r["variant"], r["flops"], r["params"], r["top1"]): r for r in rows}
+    scored = [r for r in unique.values() if r.get("supernet_top1") is not None]
     if len(scored) < 2:
         return None, len(scored)
     return kendall_tau([r["supernet_top1"] for r in scored], [r["top1"] for r in scored]), len(scored)
@@ -145,8 +219,8 @@ def plot(rows: list[dict], path: Path) -> bool:
     except ImportError:
         return False
     figure, axes = plt.subplots(figsize=(6, 4))
-    for variant, marker in zip(VARIANTS, "osd"):
-        points = [r for r in rows if r["variant"] == variant]
+    for variant, marker in zip(VARIANTS, "osd^"):
+        points = [r for r in rows if r["variant"] == variant and r["point"] == "ratio"]  # the default rule
         if points:
             axes.errorbar(
                 [r["flops"] / 1e6 for r in points],

@@ -39,7 +39,8 @@ def experiment(name: str, flops: str, top1: dict[str, list[float]]) -> dict:
         }
     gain = paired_gain(top1["optimized"], top1["uniform"])
     metrics.update(gain_top1=gain.gain, gain_ci95_low=gain.ci95_low, gain_ci95_high=gain.ci95_high, verdict=gain.verdict)
-    metrics["vs_random"] = {"verdict": paired_gain(top1["optimized"], top1["random"]).verdict}
+    if "random" in top1:
+        metrics["vs_random"] = {"verdict": paired_gain(top1["optimized"], top1["random"]).verdict}
     return {
         "rev": name * 5,
         "name": name,
@@ -113,3 +114,56 @@ def test_the_table_and_csv_come_from_each_budgets_experiment_over_most_seeds(tmp
     ]
     # The error bar is the 95% interval of the mean: t(2) x std / sqrt(3).
     assert float(rows[0]["top1_ci95"]) == round(4.3027 * 0.5 / math.sqrt(3), 3)
+
+
+def test_a_direct_search_experiment_is_the_direct_baseline_at_its_budget(tmp_path):
+    """study.sh DIRECT=1 runs each budget once more with the identity projection: its optimized
+    network is the direct search's, compared with the projected search's at the same budget, with
+    both searches' measured cost."""
+    projected = experiment(
+        "study-4M", "4M", {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6], "random": [78.0, 78.5, 79.0]}
+    )
+    projected["data"]["params"]["params.yaml"]["data"]["transfer"] = {"width": 0.7, "depth": 0.5, "resolution": 16, "data_fraction": 0.2}
+    projected["data"]["metrics"]["stages/evaluate/metrics.json"]["data"]["search_cost"] = {
+        "supernet_train_flops": 10**12,
+        "search_flops": 10**12,
+    }
+    direct = experiment("study-4M-direct", "4M", {"optimized": [81.0, 82.0, 81.5], "uniform": [79.0, 79.8, 79.6]})
+    direct["data"]["params"]["params.yaml"]["data"]["transfer"] = {"width": 1.0, "depth": 1.0, "resolution": None, "data_fraction": 1.0}
+    direct["data"]["metrics"]["stages/evaluate/metrics.json"]["data"]["search_cost"] = {
+        "supernet_train_flops": 30 * 10**12,
+        "search_flops": 10 * 10**12,
+    }
+    # The other point rule (extrapolate.point: stacked) at the same budget: a row of its own.
+    stacked = experiment("study-4M-stacked", "4M", {"optimized": [79.0, 80.0, 79.5], "uniform": [79.0, 79.8, 79.6]})
+    stacked["data"]["params"]["params.yaml"]["data"].update(
+        transfer=projected["data"]["params"]["params.yaml"]["data"]["transfer"], extrapolate={"point": "stacked"}
+    )
+    shown = [
+        {"rev": "abc", "name": "main", "data": {}, "experiments": [{"revs": [stacked]}, {"revs": [projected]}, {"revs": [direct]}]}
+    ]
+    (tmp_path / "exp.json").write_text(json.dumps(shown))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/study_table.py"), "--json", str(tmp_path / "exp.json"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    header, _, row, stacked_row = (tmp_path / "out/table.md").read_text().splitlines()[:4]
+    assert stacked_row.startswith("| 4M (point: stacked) | 3 | 79.50 ± 0.50 (4.00M) |")
+    assert header.endswith("| direct top-1 | optimized - direct [95% CI], search cost |")
+    # Both have std 0.5 over 3 seeds: difference -1.00, Welch dof 4, half-width t(4) 2.776 x sqrt(2 x 0.25 / 3).
+    half = 2.7764 * math.sqrt(2 * 0.25 / 3)
+    assert f"| 81.50 ± 0.50 (4.00M) | -1.00 [{-1 - half:+.2f}, {-1 + half:+.2f}], search 20.0x cheaper |" in row
+    rows = list(csv.DictReader(open(tmp_path / "out/results.csv")))
+    assert [(r["point"], r["variant"]) for r in rows] == [
+        ("ratio", "optimized"),
+        ("ratio", "uniform"),
+        ("ratio", "random"),
+        ("ratio", "direct"),
+        ("stacked", "optimized"),
+        ("stacked", "uniform"),
+    ]
+    # The direct network's supernet is another one: its estimate stays out of Kendall's tau.
+    assert rows[3]["supernet_top1"] == "" and "over the 4 networks" in (tmp_path / "out/table.md").read_text()
