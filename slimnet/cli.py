@@ -108,6 +108,17 @@ def supernet(params: Path = PARAMS, device: str = DEVICE) -> None:
 
 @app.command()
 @user_errors
+def alone(params: Path = PARAMS, device: str = DEVICE) -> None:
+    """Diagnostic (diagnostics.alone): the supernet's max and min configurations trained alone, beside its own top-1 for them."""
+    from slimnet.pipeline.alone import run_alone
+    from slimnet.pipeline.common import pick_device
+
+    p = _load(params)
+    _print_summary("alone", run_alone(p.model, p.transfer, p.supernet, p.diagnostics, device=pick_device(device)))
+
+
+@app.command()
+@user_errors
 def search(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Greedy slimming from the largest configuration to the floor; writes the whole trajectory."""
     from slimnet.pipeline.ranks import stage_processes
@@ -195,6 +206,11 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
     if not metrics["latency"]["device"]["same_machine_as_table"]:
         out.print(
             f"note: the latency table was measured on {metrics['latency']['device']['table_device']}, not this machine: predictions are for that one"
+        )
+    elif not 2 / 3 <= metrics["latency"]["device"]["measured_over_predicted"] <= 3 / 2:
+        out.print(
+            f"note: measured latency is {metrics['latency']['device']['measured_over_predicted']:.2f}x the table's prediction: "
+            "the table was measured on a machine of another speed (or under load); `dvc repro -f latency` measures it here"
         )
 
 

@@ -239,6 +239,12 @@ class SlimmableParams(Section):
         return sorted(value, reverse=True)  # widest first: it is the teacher of the others
 
 
+class DiagnosticsParams(Section):
+    """Search-quality diagnostics that cost training time (the `alone` stage; off: it records that)."""
+
+    alone: bool = False  # train the supernet's max and min configurations alone, with its recipe
+
+
 class ResourcesParams(Section):
     """How many processes run the heavy stages (supernet, search, train): never what they compute,
     so no stage lists these keys and changing them reruns nothing (like --device)."""
@@ -270,6 +276,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     slimmable: SlimmableParams = SlimmableParams()
+    diagnostics: DiagnosticsParams = DiagnosticsParams()
 
     @model_validator(mode="after")
     def _slimmable_epochs_after_warmup(self) -> "Params":

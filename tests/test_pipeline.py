@@ -96,6 +96,7 @@ def test_all_stages_write_their_outputs(project):
         "stages/export/optimized.onnx",
         "stages/export/uniform.torchscript.pt",
         "stages/export/metrics.json",
+        "stages/alone/metrics.json",
     ):
         assert (project / path).is_file(), path
 
@@ -118,6 +119,9 @@ def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
         # Predicted from the measured table: tracked, and of the order of what was measured.
         assert latency[variant]["predicted_ms"] == metrics[variant]["latency_pred_ms"] > 0
         assert 0.3 < metrics[variant]["latency_pred_ms"] / latency[variant]["latency_ms"] < 3
+    # What says whether the table still fits this machine (a processor's name does not).
+    ratios = sorted(latency[v]["latency_ms"] / latency[v]["predicted_ms"] for v in ("optimized", "uniform", "random"))
+    assert latency["device"]["measured_over_predicted"] == round(ratios[1], 3)
     assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=2e-3)
     # One seed: a gain but no interval, and never a win.
     assert metrics["seeds"] == 1 and metrics["gain_ci95_low"] is None and metrics["verdict"] == "within noise"
@@ -372,3 +376,24 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
         data = (project / f"stages/export/slimmable/{name}.onnx").read_bytes()
         assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
     assert changed_stages(dvc(project, "status")) == []
+
+
+def test_the_alone_diagnostic_trains_max_and_min_beside_the_supernet(project):
+    assert load(project, "stages/alone/metrics.json") == {"enabled": False}  # off by default: nothing trained
+    set_params(project, {"diagnostics": {"alone": True}})
+    try:
+        assert changed_stages(dvc(project, "status")) == ["alone"]  # it feeds no other stage
+        dvc(project, "repro", "alone")
+        record = load(project, "stages/alone/metrics.json")
+        supernet = load(project, "stages/supernet/metrics.json")
+        assert record["enabled"] and record["epochs"] == TINY["supernet"]["epochs"]
+        for name in ("max", "min"):
+            row = record[name]
+            assert row["supernet_top1"] == supernet[f"{name}_acc"]
+            assert 0.0 <= row["alone_top1"] <= 100.0
+            assert row["gap"] == round(row["supernet_top1"] - row["alone_top1"], 3)
+        assert record["max"]["flops"] == supernet["max_flops"] and record["min"]["flops"] == supernet["min_flops"]
+        assert not list((project / ".checkpoints/alone").rglob("*.pt"))  # cleared once the record exists
+    finally:
+        set_params(project, {"diagnostics": {"alone": False}})
+        dvc(project, "repro", "alone")

@@ -1,0 +1,77 @@
+"""alone stage: the supernet's largest and smallest configurations trained on their own with the
+supernet's recipe, beside the supernet's top-1 for the same configurations.
+
+AutoSlim's greedy search trusts the supernet to score a configuration roughly as that
+configuration would score trained alone. A supernet far below its own max and min trained alone
+ranks sub-networks from undertrained shared weights; one close to them is as good as its budget
+of epochs allows. Off by default (it costs two trainings of the projected network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic
+from slimnet.checkpoint import Checkpoints, fingerprint
+from slimnet.config import DiagnosticsParams, ModelParams, SupernetParams, TransferParams
+from slimnet.data import fixed_batches, load_split
+from slimnet.nn.network import Network
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_timings
+from slimnet.pipeline.specs import projected_uniform
+from slimnet.progress import reporter
+from slimnet.recipe import Recipe
+from slimnet.scoring import accuracy
+from slimnet.supernet import build_space
+from slimnet.train import train_network
+
+
+def run_alone(
+    model: ModelParams,
+    transfer_params: TransferParams,
+    supernet: SupernetParams,
+    diagnostics: DiagnosticsParams,
+    *,
+    device: torch.device,
+    out_dir: Path = STAGES / "alone",
+) -> dict:
+    """Train max and min alone (diagnostics.alone) and write their top-1 beside the supernet's."""
+    if not diagnostics.alone:
+        record = {"enabled": False}
+        atomic.write_json(out_dir / "metrics.json", record)
+        return record
+    meta = read_json(DATA / "search" / "meta.json", "project")
+    shared = read_json(STAGES / "supernet" / "metrics.json", "supernet")
+    train_set = load_split(DATA / "search" / "train.pt", device)
+    val_set = load_split(DATA / "search" / "val.pt", device)
+    reference = projected_uniform(model, transfer_params, supernet, meta)
+    space = build_space(
+        reference, min_width=supernet.min_width, max_width=supernet.max_width, groups=supernet.groups, divisor=supernet.divisor
+    )
+    recipe = Recipe(**supernet.recipe_fields())
+    # The images the supernet's own max/min figures come from (its per-epoch curves).
+    evals = fixed_batches(val_set, supernet.eval_images, 512, recipe.seed)
+    record: dict = {"enabled": True, "epochs": recipe.epochs, "train_images": len(train_set)}
+    seconds = {}
+    for name, config in (("max", space.maximum), ("min", space.minimum)):
+        spec = reference.with_channels(config)
+        torch.manual_seed(recipe.seed)
+        network = Network(spec.blueprint())
+        key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
+        checkpoints = Checkpoints(CHECKPOINTS / "alone" / name, key)
+        with reporter() as report:
+            network, _, summary = train_network(
+                network, train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report, name=f"{name} alone"
+            )
+        top1, _ = accuracy(network, evals)
+        record[name] = {
+            "alone_top1": round(top1, 3),
+            "supernet_top1": shared[f"{name}_acc"],
+            "gap": round(shared[f"{name}_acc"] - top1, 3),  # how far weight sharing leaves the supernet below
+            "flops": spec.cost().flops,
+        }
+        seconds[f"{name}_seconds"] = summary["train_seconds"]
+        checkpoints.clear()
+    atomic.write_json(out_dir / "metrics.json", record)
+    write_timings(out_dir, seconds)
+    return record
