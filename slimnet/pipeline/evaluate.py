@@ -3,6 +3,7 @@ what the search cost."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import torch
@@ -128,6 +129,11 @@ def run_evaluate(
         "measured_on": latency_device.type,
         "table_device": table.device_name,
         "same_machine_as_table": current_device_matches(table, latency_device),
+        # A processor's name does not tell its speed (two "AMD EPYC" machines differed 3x here):
+        # how far the measurement is from the prediction says whether the table still fits.
+        "measured_over_predicted": round(
+            statistics.median(latency[v]["latency_ms"] / latency[v]["predicted_ms"] for v in train.variants), 3
+        ),
     }
     # The search-quality diagnostic: does the supernet rank the trained networks as training does?
     projected = read_json(STAGES / "extrapolate" / "projected.json", "extrapolate")
