@@ -240,6 +240,46 @@ def plot(rows: list[dict], path: Path) -> bool:
     return True
 
 
+def revisions(shown: list[dict]) -> dict[str, str]:
+    """Each experiment's git revision, by the name the table uses."""
+    found = {}
+    for entry in shown:
+        for experiment in entry.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                found[rev.get("name") or rev.get("rev", "")[:7]] = rev.get("rev", "")
+    return found
+
+
+def seed_rows(rows: list[dict], shown: list[dict]) -> list[dict]:
+    """Every trained network's test top-1, seed by seed: evaluate's seeds.csv, read from each
+    experiment's commit (an experiment whose commit git cannot show is left out, named on stderr)."""
+    revs, out = revisions(shown), []
+    for name in dict.fromkeys(r["experiment"] for r in rows):
+        first = next(r for r in rows if r["experiment"] == name)
+        shown_file = subprocess.run(
+            ["git", "show", f"{revs.get(name, name)}:stages/evaluate/seeds.csv"], capture_output=True, text=True
+        )
+        if shown_file.returncode != 0:
+            print(f"no seeds.csv for {name}: {shown_file.stderr.strip().splitlines()[:1]}", file=sys.stderr)
+            continue
+        direct = first["variant"] == "direct"
+        for seed in csv.DictReader(shown_file.stdout.splitlines()):
+            if direct and seed["variant"] != "optimized":
+                continue  # the direct experiment's uniform networks are the projected one's
+            out.append(
+                {
+                    "target": first["target"],
+                    "point": first["point"],
+                    "experiment": name,
+                    "variant": "direct" if direct else seed["variant"],
+                    "seed": seed["seed"],
+                    "top1": seed["top1"],
+                    "test_loss": seed["test_loss"],
+                }
+            )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("study"))
@@ -250,7 +290,8 @@ def main() -> None:
         if args.json
         else subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
     )
-    rows = rows_of(most_seeds_per_target(experiments(json.loads(text))))
+    shown = json.loads(text)
+    rows = rows_of(most_seeds_per_target(experiments(shown)))
     if not rows:
         sys.exit("no experiment has evaluate's metrics: run scripts/study.sh first")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -258,6 +299,12 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+    seeds = seed_rows(rows, shown)
+    if seeds:
+        with open(args.out / "seeds.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(seeds[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(seeds)
     (args.out / "table.md").write_text(table(rows))
     drawn = plot(rows, args.out / "top1_vs_flops.png")
     print(table(rows))

@@ -167,3 +167,36 @@ def test_a_direct_search_experiment_is_the_direct_baseline_at_its_budget(tmp_pat
     ]
     # The direct network's supernet is another one: its estimate stays out of Kendall's tau.
     assert rows[3]["supernet_top1"] == "" and "over the 4 networks" in (tmp_path / "out/table.md").read_text()
+
+
+def test_every_networks_top1_comes_from_each_experiments_own_seeds_csv(tmp_path):
+    """study/seeds.csv: evaluate's seeds.csv of each experiment the table uses, read from its commit."""
+    repo = tmp_path / "repo"
+    (repo / "stages/evaluate").mkdir(parents=True)
+    (repo / "stages/evaluate/seeds.csv").write_text(
+        "variant,seed,top1,test_loss\noptimized,0,80.0,0.5\noptimized,1,81.0,0.4\nuniform,0,79.0,0.6\nuniform,1,79.8,0.5\n"
+    )
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "exp")
+    entry = experiment("study-4M", "4M", {"optimized": [80.0, 81.0], "uniform": [79.0, 79.8]})
+    entry["rev"] = git("rev-parse", "HEAD")
+    (tmp_path / "exp.json").write_text(json.dumps([{"rev": "abc", "data": {}, "experiments": [{"revs": [entry]}]}]))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/study_table.py"), "--json", str(tmp_path / "exp.json"), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "out/seeds.csv")))
+    assert [(r["experiment"], r["variant"], r["seed"], r["top1"]) for r in rows] == [
+        ("study-4M", "optimized", "0", "80.0"),
+        ("study-4M", "optimized", "1", "81.0"),
+        ("study-4M", "uniform", "0", "79.0"),
+        ("study-4M", "uniform", "1", "79.8"),
+    ]
