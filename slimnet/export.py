@@ -9,6 +9,7 @@ with fixed entry times (see :func:`torchscript_bytes`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 import zipfile
@@ -71,13 +72,26 @@ def torchscript_bytes(model: nn.Module, spec: ArchSpec) -> bytes:
         frozen = torch.jit.freeze(torch.jit.trace(folded, example_input(spec), check_trace=False))
         raw = io.BytesIO()
         torch.jit.save(frozen, raw)
-    source = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
+    return stable_archive(raw.getvalue())
+
+
+def stable_archive(raw: bytes) -> bytes:
+    """A TorchScript zip with the same bytes for the same contents: no debug records, fixed
+    entry times, and the archive id (torch draws one per process: the same weights saved by
+    two runs of the stage differed only there) derived from the contents instead."""
+    source = zipfile.ZipFile(io.BytesIO(raw))
+    entries = [(e.filename, source.read(e)) for e in source.infolist() if not e.filename.endswith(".debug_pkl")]
+    digest = hashlib.sha256(b"".join(name.encode() + data for name, data in entries if not _is_serialization_id(name)))
+    stable_id = str(int(digest.hexdigest()[:32], 16)).encode()
     cleaned = io.BytesIO()
     with zipfile.ZipFile(cleaned, "w", zipfile.ZIP_STORED) as target:
-        for entry in source.infolist():
-            if not entry.filename.endswith(".debug_pkl"):
-                target.writestr(zipfile.ZipInfo(entry.filename, date_time=(1980, 1, 1, 0, 0, 0)), source.read(entry))
+        for name, data in entries:
+            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), stable_id if _is_serialization_id(name) else data)
     return cleaned.getvalue()
+
+
+def _is_serialization_id(name: str) -> bool:
+    return name.endswith("/.data/serialization_id")
 
 
 def run_onnx(data: bytes, x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,8 @@ TorchScript loads back, and the bytes are the same for the same weights."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
 import pytest
 import torch
@@ -16,6 +18,8 @@ from slimnet.fold import fold_batchnorm
 from slimnet.models import default_depth
 from slimnet.nn.network import Network
 from slimnet.trained import load_trained
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def small_spec(arch: str):
@@ -124,3 +128,31 @@ def test_export_command_writes_a_checked_file_and_rejects_bad_input(tmp_path):
     assert bad.exit_code == 2 and "--format 'tflite'" in bad.stderr and not (tmp_path / "x").exists()
     half = runner.invoke(app, ["export", str(tmp_path / "spec.json")])
     assert half.exit_code == 2 and "both SPEC and MODEL" in half.stderr
+
+
+def test_torchscript_archive_id_comes_from_the_contents(tmp_path):
+    """torch numbers each archive with an id drawn once per process (two runs of the export stage
+    an hour apart differed only there); the export derives it from the archive's contents."""
+    import io
+    import zipfile
+
+    from slimnet.export import stable_archive
+
+    model, spec = trained_like("mobilenet_v2")
+    raw = io.BytesIO()
+    torch.jit.save(torch.jit.trace(model, torch.randn(1, 3, 32, 32)), raw)
+
+    def with_id(archive: bytes, new_id: bytes) -> bytes:
+        source, out = zipfile.ZipFile(io.BytesIO(archive)), io.BytesIO()
+        with zipfile.ZipFile(out, "w") as target:
+            for entry in source.infolist():
+                target.writestr(entry, new_id if entry.filename.endswith(".data/serialization_id") else source.read(entry))
+        return out.getvalue()
+
+    first, second = (stable_archive(with_id(raw.getvalue(), i)) for i in (b"1111", b"2222"))
+    assert first == second and b"1111" not in first
+    (tmp_path / "m.pt").write_bytes(first)
+    loaded = torch.jit.load(str(tmp_path / "m.pt"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
