@@ -24,6 +24,13 @@ ESTIMATES = {
 }
 
 
+def study_table(tmp_path: Path, shown: list, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """scripts/study_table.py on ``shown`` (as `dvc exp show --json` gives it), writing tmp_path/out."""
+    (tmp_path / "exp.json").write_text(json.dumps(shown))
+    command = [sys.executable, str(REPO / "scripts/study_table.py"), "--json", str(tmp_path / "exp.json"), "--out", str(tmp_path / "out")]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+
+
 def experiment(name: str, flops: str, top1: dict[str, list[float]]) -> dict:
     from slimnet.verdict import mean_and_std, paired_gain
 
@@ -83,20 +90,7 @@ def test_the_table_and_csv_come_from_each_budgets_experiment_over_most_seeds(tmp
             ],
         },
     ]
-    (tmp_path / "exp.json").write_text(json.dumps(shown))
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts/study_table.py"),
-            "--json",
-            str(tmp_path / "exp.json"),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    result = study_table(tmp_path, shown)
     assert result.returncode == 0, result.stderr
     assert "left out failed" in result.stderr
     table = (tmp_path / "out/table.md").read_text().splitlines()
@@ -142,13 +136,7 @@ def test_a_direct_search_experiment_is_the_direct_baseline_at_its_budget(tmp_pat
     shown = [
         {"rev": "abc", "name": "main", "data": {}, "experiments": [{"revs": [stacked]}, {"revs": [projected]}, {"revs": [direct]}]}
     ]
-    (tmp_path / "exp.json").write_text(json.dumps(shown))
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts/study_table.py"), "--json", str(tmp_path / "exp.json"), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    result = study_table(tmp_path, shown)
     assert result.returncode == 0, result.stderr
     header, _, row, stacked_row = (tmp_path / "out/table.md").read_text().splitlines()[:4]
     assert stacked_row.startswith("| 4M (point: stacked) | 3 | 79.50 ± 0.50 (4.00M) |")
@@ -185,13 +173,7 @@ def test_every_networks_top1_comes_from_each_experiments_own_seeds_csv(tmp_path)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "exp")
     entry = experiment("study-4M", "4M", {"optimized": [80.0, 81.0], "uniform": [79.0, 79.8]})
     entry["rev"] = git("rev-parse", "HEAD")
-    (tmp_path / "exp.json").write_text(json.dumps([{"rev": "abc", "data": {}, "experiments": [{"revs": [entry]}]}]))
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts/study_table.py"), "--json", str(tmp_path / "exp.json"), "--out", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        cwd=repo,
-    )
+    result = study_table(tmp_path, [{"rev": "abc", "data": {}, "experiments": [{"revs": [entry]}]}], cwd=repo)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(tmp_path / "out/seeds.csv")))
     assert [(r["experiment"], r["variant"], r["seed"], r["top1"]) for r in rows] == [
