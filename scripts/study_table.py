@@ -47,7 +47,7 @@ def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
         data = entry.get("data") or {}
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
         metrics = (data.get("metrics") or {}).get(METRICS, {}).get("data")
-        name = entry.get("name") or entry.get("rev", "")[:7]
+        name = experiment_name(entry)
         if metrics is None:
             print(f"left out {name}: no {METRICS}", file=sys.stderr)
             return
@@ -60,6 +60,11 @@ def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
             for rev in experiment.get("revs") or []:
                 record(rev, found)
     return found or workspace
+
+
+def experiment_name(entry: dict) -> str:
+    """The name an experiment goes by in the table: its own, else its short revision."""
+    return entry.get("name") or entry.get("rev", "")[:7]
 
 
 def point_rule(params: dict) -> str:
@@ -246,7 +251,7 @@ def revisions(shown: list[dict]) -> dict[str, str]:
     for entry in shown:
         for experiment in entry.get("experiments") or []:
             for rev in experiment.get("revs") or []:
-                found[rev.get("name") or rev.get("rev", "")[:7]] = rev.get("rev", "")
+                found[experiment_name(rev)] = rev.get("rev", "")
     return found
 
 
@@ -280,6 +285,13 @@ def seed_rows(rows: list[dict], shown: list[dict]) -> list[dict]:
     return out
 
 
+def write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("study"))
@@ -295,16 +307,10 @@ def main() -> None:
     if not rows:
         sys.exit("no experiment has evaluate's metrics: run scripts/study.sh first")
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "results.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(args.out / "results.csv", rows)
     seeds = seed_rows(rows, shown)
     if seeds:
-        with open(args.out / "seeds.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(seeds[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(seeds)
+        write_rows(args.out / "seeds.csv", seeds)
     (args.out / "table.md").write_text(table(rows))
     drawn = plot(rows, args.out / "top1_vs_flops.png")
     print(table(rows))
