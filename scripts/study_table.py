@@ -285,6 +285,27 @@ def seed_rows(rows: list[dict], shown: list[dict]) -> list[dict]:
     return out
 
 
+def point_rules(seeds: list[dict]) -> str:
+    """The other point rules against the default (ratio) at each budget, seed by seed on the
+    optimized network: the same supernet and trajectory, so the seeds pair as they do with uniform."""
+    from slimnet.verdict import paired_gain
+
+    top1: dict[tuple[str, str], dict[str, float]] = {}
+    for row in seeds:
+        if row["variant"] == "optimized":
+            top1.setdefault((row["target"], row["point"]), {})[row["seed"]] = float(row["top1"])
+    lines = []
+    for (target, point), other in sorted(top1.items(), key=lambda item: target_size({"target": item[0][0], "flops": 0})):
+        default = top1.get((target, "ratio"))
+        common = sorted(set(other) & set(default or {}))
+        if point == "ratio" or not common:
+            continue
+        gain = paired_gain([other[s] for s in common], [default[s] for s in common])
+        interval = "" if gain.ci95_low is None else f" [{gain.ci95_low:+.2f}, {gain.ci95_high:+.2f}]"
+        lines.append(f"- {target}: point {point} - ratio = {gain.gain:+.2f}{interval} over {gain.seeds} seeds, {gain.verdict}")
+    return "" if not lines else "\nOptimized network, point rules compared (paired by seed):\n" + "\n".join(lines) + "\n"
+
+
 def write_rows(path: Path, rows: list[dict]) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
@@ -311,9 +332,10 @@ def main() -> None:
     seeds = seed_rows(rows, shown)
     if seeds:
         write_rows(args.out / "seeds.csv", seeds)
-    (args.out / "table.md").write_text(table(rows))
+    text = table(rows) + point_rules(seeds)
+    (args.out / "table.md").write_text(text)
     drawn = plot(rows, args.out / "top1_vs_flops.png")
-    print(table(rows))
+    print(text)
     print(f"wrote {args.out}/results.csv, table.md" + (", top1_vs_flops.png" if drawn else " (no matplotlib: no plot)"))
 
 

@@ -182,3 +182,32 @@ def test_every_networks_top1_comes_from_each_experiments_own_seeds_csv(tmp_path)
         ("study-4M", "uniform", "0", "79.0"),
         ("study-4M", "uniform", "1", "79.8"),
     ]
+
+
+def test_the_other_point_rule_is_compared_with_the_default_seed_by_seed(tmp_path):
+    """extrapolate.point: stacked against ratio at one budget: the optimized networks of the two
+    experiments paired by seed, from each experiment's own seeds.csv."""
+    repo = tmp_path / "repo"
+    (repo / "stages/evaluate").mkdir(parents=True)
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    entries = []
+    for name, point, optimized in (("study-4M", "ratio", [80.0, 81.0, 80.5]), ("stacked-4M", "stacked", [79.0, 80.5, 79.0])):
+        lines = [f"optimized,{seed},{top1},0.5" for seed, top1 in enumerate(optimized)]
+        lines += [f"uniform,{seed},79.0,0.6" for seed in range(3)]
+        (repo / "stages/evaluate/seeds.csv").write_text("variant,seed,top1,test_loss\n" + "\n".join(lines) + "\n")
+        git("add", "-A")
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name)
+        entry = experiment(name, "4M", {"optimized": optimized, "uniform": [79.0, 79.0, 79.0]})
+        entry["data"]["params"]["params.yaml"]["data"]["extrapolate"] = {"point": point}
+        entry["rev"] = git("rev-parse", "HEAD")
+        entries.append({"revs": [entry]})
+    result = study_table(tmp_path, [{"rev": "abc", "data": {}, "experiments": entries}], cwd=repo)
+    assert result.returncode == 0, result.stderr
+    # Differences -1.0, -0.5, -1.5: mean -1.00, std 0.5, half-width t(2) 4.3027 x 0.5 / sqrt(3).
+    half = 4.3027 * 0.5 / math.sqrt(3)
+    line = f"- 4M: point stacked - ratio = -1.00 [{-1 - half:+.2f}, {-1 + half:+.2f}] over 3 seeds, within noise"
+    assert line in (tmp_path / "out/table.md").read_text().splitlines()
