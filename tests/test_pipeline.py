@@ -106,12 +106,12 @@ def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
 
     # The searched network is matched to the budget; the baselines to the searched network's cost
     # (each within extrapolate.tolerance of what it is matched to), so all three cost the same.
-    flops = {v: load_spec(project / f"stages/extrapolate/{v}.json").cost().flops for v in ("optimized", "uniform", "random")}
+    specs = {v: load_spec(project / f"stages/extrapolate/{v}.json") for v in ("optimized", "uniform", "random")}
+    flops = {v: spec.cost().flops for v, spec in specs.items()}
     assert abs(flops["optimized"] / 8e6 - 1) <= 0.01, flops
     for variant in ("uniform", "random"):
         assert abs(flops[variant] / flops["optimized"] - 1) <= 0.01, (variant, flops)
-    for variant in flops:
-        spec = load_spec(project / f"stages/extrapolate/{variant}.json")
+    for spec in specs.values():
         assert spec.resolution == 28 and spec.depth == (1, 2, 3, 4, 3, 3, 1)  # the full network
     metrics = load(project, "stages/evaluate/metrics.json")
     for variant in ("optimized", "uniform", "random"):

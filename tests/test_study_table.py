@@ -31,6 +31,17 @@ def study_table(tmp_path: Path, shown: list, cwd: Path = REPO) -> subprocess.Com
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
 
 
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit_all(repo: Path, message: str) -> str:
+    """Commit everything in ``repo``; its revision (an experiment's commit, as dvc exp show gives it)."""
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
 def experiment(name: str, flops: str, top1: dict[str, list[float]]) -> dict:
     from slimnet.verdict import mean_and_std, paired_gain
 
@@ -165,14 +176,9 @@ def test_every_networks_top1_comes_from_each_experiments_own_seeds_csv(tmp_path)
         "variant,seed,top1,test_loss\noptimized,0,80.0,0.5\noptimized,1,81.0,0.4\nuniform,0,79.0,0.6\nuniform,1,79.8,0.5\n"
     )
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-    git("init", "-q")
-    git("add", "-A")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "exp")
+    git(repo, "init", "-q")
     entry = experiment("study-4M", "4M", {"optimized": [80.0, 81.0], "uniform": [79.0, 79.8]})
-    entry["rev"] = git("rev-parse", "HEAD")
+    entry["rev"] = commit_all(repo, "exp")
     result = study_table(tmp_path, [{"rev": "abc", "data": {}, "experiments": [{"revs": [entry]}]}], cwd=repo)
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(open(tmp_path / "out/seeds.csv")))
@@ -190,20 +196,15 @@ def test_the_other_point_rule_is_compared_with_the_default_seed_by_seed(tmp_path
     repo = tmp_path / "repo"
     (repo / "stages/evaluate").mkdir(parents=True)
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
-
-    git("init", "-q")
+    git(repo, "init", "-q")
     entries = []
     for name, point, optimized in (("study-4M", "ratio", [80.0, 81.0, 80.5]), ("stacked-4M", "stacked", [79.0, 80.5, 79.0])):
         lines = [f"optimized,{seed},{top1},0.5" for seed, top1 in enumerate(optimized)]
         lines += [f"uniform,{seed},79.0,0.6" for seed in range(3)]
         (repo / "stages/evaluate/seeds.csv").write_text("variant,seed,top1,test_loss\n" + "\n".join(lines) + "\n")
-        git("add", "-A")
-        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name)
         entry = experiment(name, "4M", {"optimized": optimized, "uniform": [79.0, 79.0, 79.0]})
         entry["data"]["params"]["params.yaml"]["data"]["extrapolate"] = {"point": point}
-        entry["rev"] = git("rev-parse", "HEAD")
+        entry["rev"] = commit_all(repo, name)
         entries.append({"revs": [entry]})
     result = study_table(tmp_path, [{"rev": "abc", "data": {}, "experiments": entries}], cwd=repo)
     assert result.returncode == 0, result.stderr
