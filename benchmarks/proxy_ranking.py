@@ -30,6 +30,7 @@ import torch
 from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import load_params, parse_size
 from slimnet.data import fixed_batches, load_split
+from slimnet.errors import SlimnetError
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import read_json
 from slimnet.pipeline.specs import projected_uniform
@@ -127,4 +128,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SlimnetError as error:  # bad params or a stage not run yet: one line, not a traceback
+        raise SystemExit(f"error: {error}") from None
