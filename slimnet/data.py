@@ -60,9 +60,11 @@ class ImageSet:
         return len(self.labels)
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 NCHW -> normalized float32 in channels_last."""
+        """uint8 NCHW -> normalized floats (torch's default dtype: float32 unless a caller chose
+        float64, as the exactness tests do) in channels_last."""
         x = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        return x.float() * self._scale + self._shift
+        dtype = torch.get_default_dtype()
+        return x.to(dtype) * self._scale.to(dtype) + self._shift.to(dtype)
 
     def subset(self, positions: Tensor) -> ImageSet:
         """A new set holding only the images at `positions` (in that order)."""

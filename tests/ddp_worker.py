@@ -34,12 +34,12 @@ SEARCH_STEPS = 6
 STEP_IMAGES = 256  # training images of the compared epochs: 4 steps of 64
 
 
-def without_onednn() -> None:
-    """Native CPU convolutions for both sides of the comparison: with oneDNN on ONE thread, torch
-    2.14.1 gets this small ResNet supernet's gradients wrong at batch 64 (blocks 0-3 up to 4.6% off
-    after one sandwich step, while 2 threads, oneDNN off, and the 2-process run at batch 32 per
-    rank all agree to 5e-6), which would hide what these tests look for."""
-    torch.backends.mkldnn.enabled = False
+def in_float64() -> None:
+    """Both sides of the comparison compute in float64: float32 rounding differences between one
+    process and two (1e-7) grow chaotically over a few steps (to ~1e-3 after 16), and float32
+    has no CPU convolution path that is right everywhere (tests/float64.py); float64 never runs
+    oneDNN, and there the two agree to 1e-15."""
+    torch.set_default_dtype(torch.float64)
 
 
 def supernet_epoch(data_dir: Path, work: Path, world: World) -> dict:
@@ -115,7 +115,7 @@ def after_supernet(data_dir: Path, work: Path, supernet_state: dict, world: Worl
 if __name__ == "__main__":
     data_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
     torch.set_num_threads(1)
-    without_onednn()
+    in_float64()
     world = join_world(CPU)
     try:
         results = {"supernet": supernet_epoch(data_dir, work, world)}
