@@ -45,9 +45,13 @@ def test_prediction_tracks_measurement_on_networks_the_fit_never_saw(table):
         specs[f"mixed{i}"] = scaled(REFERENCE, {u: rng.uniform(0.3, 1.3) for u in units})
     measured = network_latency({n: (Network(s.blueprint()), s.in_channels, s.resolution) for n, s in specs.items()}, NETWORKS)
     predicted = {n: predict_spec_ms(table, s) for n, s in specs.items()}
-    # A much larger network is predicted much slower, as it measures.
-    assert measured["large"].ms > 2 * measured["small"].ms
-    assert predicted["large"] > 2 * predicted["small"]
+    # A much larger network measures much slower, and the table predicts by how much. How much
+    # is the machine's (large/small measured 3.2-3.6 on an Intel Xeon, with prediction 2.8-3.3):
+    # the prediction is held to the measured ratio, not to a fixed one.
+    measured_ratio = measured["large"].ms / measured["small"].ms
+    predicted_ratio = predicted["large"] / predicted["small"]
+    assert measured_ratio > 2, {n: m.ms for n, m in measured.items()}
+    assert 1 / 1.5 <= predicted_ratio / measured_ratio <= 1.5, (predicted, {n: m.ms for n, m in measured.items()})
     # The networks are measured interleaved, so load on a shared machine slows them alike, but the
     # table was timed earlier: compare each prediction's ratio to measurement with the others'
     # (the shape), and the common factor loosely (a 2-core machine shared with other work).
