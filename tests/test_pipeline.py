@@ -23,7 +23,16 @@ TINY = {
     "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
     "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
-    "train": {"epochs": 2, "batch_size": 32, "warmup_epochs": 0.0, "seeds": [0], "variants": ["optimized", "uniform", "random"]},
+    # lr is per 256 images: 0.8 is 0.1 at batch 32. At the default 0.1 (0.0125 here) two epochs
+    # left every network near chance (14-24%) and a slimmable width at or below 10% on one CPU.
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "lr": 0.8,
+        "warmup_epochs": 0.0,
+        "seeds": [0],
+        "variants": ["optimized", "uniform", "random"],
+    },
     "latency": {"repeats": 2},
     "evaluate": {"latency_runs": 3},
 }
@@ -358,7 +367,7 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
     assert load(project, "stages/slimmable/metrics.json")["targets"] == []
     assert load(project, "stages/export/slimmable/widths.json") == {}
     flops = yaml.safe_load((project / "params.yaml").read_text())["search"]["flops"]
-    # 2 epochs: short, yet the 4M width learns on ~1,000 images (after 1 it sat at chance, 7.5-12.5%)
+    # 2 epochs on ~1,000 images: both widths learn well clear of chance (10%; 51-55% measured)
     set_params(project, {"slimmable": {"targets": [flops, "4M"], "epochs": 2}})
     log = dvc(project, "repro")
     assert "Running stage 'slimmable'" in log and "Running stage 'export'" in log
@@ -372,7 +381,7 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
     assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == pytest.approx(first, abs=1e-3)
     assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - first, abs=2e-3)
     assert rows[1]["individual"] is None  # no individually trained network at 4M in this run
-    assert all(10.0 < r["top1"] <= 100.0 for r in rows)
+    assert all(25.0 < r["top1"] <= 100.0 for r in rows), rows
     network, targets = load_slimmable(project / "stages/slimmable/model.pt")
     widths = load(project, "stages/export/slimmable/widths.json")
     assert sorted(widths) == sorted(f"slimmable/{n}" for n in ("4M", flops))
