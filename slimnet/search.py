@@ -25,7 +25,7 @@ from slimnet.errors import SlimnetError
 from slimnet.flops import cost
 from slimnet.nn.network import Network
 from slimnet.progress import Reporter
-from slimnet.scoring import top1_and_loss
+from slimnet.scoring import calibrated_loss, top1_and_loss
 from slimnet.space import Blueprint, ChannelSpace
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
@@ -50,6 +50,7 @@ class TrajectoryPoint(BaseModel):
     memory: int
     accuracy: float  # top-1 % on the search's held-out images
     loss: float
+    calibrated_loss: float | None = None  # the loss at the best logit scale (scoring.calibrated_loss)
     evaluations: int  # candidates scored to choose this step
     ratio: CostRatio
     channels: dict[str, int]
@@ -86,6 +87,7 @@ class Trajectory(BaseModel):
 class Score:
     accuracy: float  # top-1 %
     loss: float
+    calibrated: float = 0.0  # cross-entropy at the best logit scale (scoring.calibrated_loss)
 
 
 @dataclass(frozen=True)
@@ -306,8 +308,9 @@ class CandidateEvaluator:
 
     @torch.no_grad()
     def _evaluate_features(self, features: list[torch.Tensor]) -> Score:
-        outputs = ((self.network.head(x), y) for x, (_, y) in zip(features, self.eval_batches))
-        return Score(*top1_and_loss(outputs, self.world))
+        outputs = [(self.network.head(x), y) for x, (_, y) in zip(features, self.eval_batches)]
+        top1, loss = top1_and_loss(outputs, self.world)
+        return Score(top1, loss, calibrated_loss(outputs, self.world)[0])
 
 
 def _own(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -315,8 +318,16 @@ def _own(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x.contiguous() for x in tensors]
 
 
-def drop(base: Score, candidate: Score, criterion: Literal["accuracy", "loss"]) -> float:
-    return base.accuracy - candidate.accuracy if criterion == "accuracy" else candidate.loss - base.loss
+Criterion = Literal["accuracy", "loss", "calibrated"]
+
+
+def drop(base: Score, candidate: Score, criterion: Criterion) -> float:
+    """How much worse ``candidate`` scores than ``base`` (positive: worse) in ``criterion``'s units."""
+    if criterion == "accuracy":
+        return base.accuracy - candidate.accuracy
+    if criterion == "calibrated":
+        return candidate.calibrated - base.calibrated
+    return candidate.loss - base.loss
 
 
 def rank_value(drop_value: float, saved_fraction: float, per_flop: bool) -> float:
@@ -336,7 +347,7 @@ def greedy_slim(
     evaluator: CandidateEvaluator,
     *,
     reference: ArchSpec,
-    criterion: Literal["accuracy", "loss"] = "accuracy",
+    criterion: Criterion = "accuracy",
     per_flop: bool = False,
     floor_flops: int = 0,
     report: Reporter | None = None,
@@ -371,6 +382,7 @@ def greedy_slim(
             memory=c.memory,
             accuracy=round(base.accuracy, 4),
             loss=round(base.loss, 6),
+            calibrated_loss=round(base.calibrated, 6),
             evaluations=evaluations,
             ratio=CostRatio(flops=c.flops / reference_cost.flops, params=c.params / reference_cost.params),
             channels=dict(config),

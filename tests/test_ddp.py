@@ -84,6 +84,7 @@ def test_two_processes_compute_what_one_does(data_dir, tmp_path, single_thread, 
         assert [p["channels"] for p in path_a] == [p["channels"] for p in path_b]
         assert [p["accuracy"] for p in path_a] == [p["accuracy"] for p in path_b]
         assert [p["loss"] for p in path_a] == pytest.approx([p["loss"] for p in path_b], abs=1e-9)
+        assert [p["calibrated_loss"] for p in path_a] == pytest.approx([p["calibrated_loss"] for p in path_b], abs=1e-9)
 
 
 @needs_fashion_mnist

@@ -12,8 +12,8 @@ from slimnet.flops import cost
 from slimnet.search import Score, greedy_slim
 from slimnet.supernet import build_space
 
-BASE = Score(accuracy=80.0, loss=1.0)
-BAD = Score(accuracy=50.0, loss=3.0)  # every unit not named by a test: clearly the wrong choice
+BASE = Score(accuracy=80.0, loss=1.0, calibrated=1.0)
+BAD = Score(accuracy=50.0, loss=3.0, calibrated=3.0)  # every unit not named by a test: clearly the wrong choice
 
 
 class ScriptedEvaluator:
@@ -89,3 +89,15 @@ def test_the_margin_is_the_runner_ups_extra_drop(imagenet):
     assert step.margin == pytest.approx(0.5)
     loss_step = first_step(reference, space, scores, criterion="loss")
     assert (loss_step.slimmed, loss_step.runner_up) == (b, a) and loss_step.margin == pytest.approx(0.1)
+
+
+def test_calibrated_criterion_does_not_punish_a_narrower_last_layer_for_its_logit_scale(imagenet):
+    # Narrowing the conv that feeds the classifier shrinks the logits (no BN after it): the loss
+    # rises (1.0 -> 1.2) though the classes are ordered as well as before (calibrated 1.01).
+    # Another unit's loss rises less (1.1) because it really orders them worse (calibrated 1.1).
+    reference, space, _ = imagenet
+    scale_only = Score(accuracy=79.9, loss=1.2, calibrated=1.01)
+    worse_order = Score(accuracy=79.6, loss=1.1, calibrated=1.1)
+    scores = {"last": scale_only, "stage3": worse_order}
+    assert first_step(reference, space, scores, criterion="loss").slimmed == "stage3"
+    assert first_step(reference, space, scores, criterion="calibrated").slimmed == "last"
