@@ -125,8 +125,12 @@ def train_supernet(
     on_epoch: Callable[[dict], None] | None = None,
     world: World = SINGLE,
     sync_bn: bool = False,
+    dropout: float | None = None,
 ) -> tuple[Network, list[dict], dict]:
     """Train the supernet, resuming from the last checkpoint; returns (network, curves, summary).
+
+    ``dropout`` replaces the architecture's dropout before the classifier (None keeps it): with
+    it, the teacher's soft targets and every student see independent masks in one step.
 
     With several ranks (``world``), each takes its share of every global batch of
     ``recipe.batch_size`` and of ``eval_batches``; rank 0 alone saves checkpoints.
@@ -134,6 +138,8 @@ def train_supernet(
     """
     torch.manual_seed(recipe.seed)
     network = build_supernet(space).to(device, memory_format=torch.channels_last)
+    if dropout is not None:
+        network.dropout = torch.nn.Dropout(dropout) if dropout > 0 else torch.nn.Identity()
     if sync_bn:
         use_sync_bn(network, world)
     reducer = GradientReducer(list(network.parameters()), world)
@@ -256,7 +262,9 @@ def _supernet_state(
     }
 
 
-def supernet_key(reference: ArchSpec, space: ChannelSpace, recipe: Recipe, samples: int, train_size: int) -> str:
+def supernet_key(
+    reference: ArchSpec, space: ChannelSpace, recipe: Recipe, samples: int, train_size: int, dropout: float | None = None
+) -> str:
     return fingerprint(
         {
             "reference": reference.model_dump(mode="json"),
@@ -264,6 +272,7 @@ def supernet_key(reference: ArchSpec, space: ChannelSpace, recipe: Recipe, sampl
             "recipe": recipe.recipe_fields(),
             "samples": samples,
             "train": train_size,
+            **({} if dropout is None else {"dropout": dropout}),
         }
     )
 

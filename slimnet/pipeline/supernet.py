@@ -38,7 +38,7 @@ def run_supernet(
     recipe = supernet
     calib = fixed_batches(train_set, supernet.eval_images, 512, recipe.seed)
     evals = world.share_batches(fixed_batches(val_set, supernet.eval_images, 512, recipe.seed))
-    checkpoints = Checkpoints(CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set)))
+    checkpoints = Checkpoints(CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set), supernet.dropout))
     with reporter(silent=not world.is_main) as report:
         network, curves, summary = train_supernet(
             space,
@@ -53,6 +53,7 @@ def run_supernet(
             report=report,
             world=world,
             sync_bn=sync_bn,
+            dropout=supernet.dropout,
         )
     timings = {key: summary.pop(key) for key in ("train_seconds", "allreduce_seconds") if key in summary}
     summary = {**summary, "units": len(space.choices), "train_images": len(train_set)}
