@@ -32,3 +32,15 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
     if denominator == 0:
         return None
     return (concordant - discordant) / denominator
+
+
+def width_similarity(a: dict[str, int], b: dict[str, int], reference: dict[str, int]) -> float:
+    """Cosine similarity of two configurations' per-unit width multipliers (channels over the
+    ``reference`` network's): 1.0 when one is a uniform rescaling of the other, so it measures
+    whether two searches put the channels in the same places, not how many they kept."""
+    if a.keys() != b.keys() or not set(a) <= set(reference):
+        raise ValueError("width_similarity needs two configurations of the same units as the reference")
+    x = [a[u] / reference[u] for u in a]
+    y = [b[u] / reference[u] for u in a]
+    norm = math.sqrt(sum(v * v for v in x) * sum(v * v for v in y))
+    return sum(p * q for p, q in zip(x, y)) / norm if norm else 0.0

@@ -32,3 +32,16 @@ def test_agrees_with_scipy_with_ties():
             assert ours is None
         else:
             assert ours == pytest.approx(expected, abs=1e-12)
+
+
+def test_width_similarity_sees_where_channels_go_not_how_many():
+    from slimnet.ranking import width_similarity
+
+    reference = {"stem": 16, "mid": 64, "last": 256}
+    a = {"stem": 8, "mid": 32, "last": 128}
+    assert width_similarity(a, {"stem": 16, "mid": 64, "last": 256}, reference) == pytest.approx(1.0)  # a uniform rescale
+    moved = {"stem": 16, "mid": 64, "last": 32}  # the last layer's share went to the others
+    assert width_similarity(a, moved, reference) < 0.9
+    assert width_similarity(moved, moved, reference) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        width_similarity(a, {"stem": 8, "mid": 32}, reference)
