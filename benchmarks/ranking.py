@@ -1,0 +1,214 @@
+"""Does the supernet rank networks of equal cost as training them does? The ranking benchmark.
+
+    python benchmarks/ranking.py [--budgets 6M 8M] [--draws 10] [--supernet stages/supernet/supernet.pt ...]
+        [--trajectory stages/search/trajectory.json ...] [--shard 0/2] [--threads 1]
+
+For each budget (a full-network FLOPs target), the projected problem's equivalent cost is the
+target's share of the full uniform network times the projected uniform network's FLOPs (the
+ratio rule extrapolate uses). At that cost it gathers configurations of the supernet's space:
+the uniform one (every unit the same share of its maximum), ``--draws`` random draws (the
+supernet's own sampler), each scaled by one multiplier onto the space's choices to the cost,
+and the point each ``--trajectory`` selects by the ratio rule. Each is trained alone on the
+projected problem with the supernet's recipe and scored on every held-out search image (cached
+under ``--scratch``, keyed by configuration and recipe, so a second supernet reuses them), and
+each ``--supernet`` scores it as the search does (``search.bn``, ``search.eval_images``). Per
+budget and supernet it prints Kendall's tau of each estimate (accuracy, -loss, -calibrated loss)
+against the trained top-1 with a bootstrap 95% interval, and the regret of the supernet's pick:
+the best trained top-1 minus that of the configuration the estimate ranks first.
+
+``--shard i/n`` trains every n-th configuration from the i-th (run n processes side by side with
+one thread each; a last run without --shard reads them all back and reports). Run where `dvc
+repro search` has run (data/search, the supernet, the trajectory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic
+from slimnet.checkpoint import Checkpoints, fingerprint
+from slimnet.config import load_params, parse_size
+from slimnet.data import fixed_batches, load_split
+from slimnet.errors import SlimnetError
+from slimnet.flops import cost
+from slimnet.nn.network import Network
+from slimnet.pipeline.common import read_json
+from slimnet.pipeline.specs import full_uniform, projected_uniform
+from slimnet.progress import reporter
+from slimnet.ranking import kendall_tau
+from slimnet.recipe import Recipe
+from slimnet.scoring import accuracy
+from slimnet.search import CandidateEvaluator, Trajectory
+from slimnet.space import ChannelSpace
+from slimnet.supernet import load_supernet_file
+from slimnet.train import train_network
+
+BOOTSTRAP = 2000
+
+
+def scaled_into_space(space: ChannelSpace, shares: dict[str, float], target: int, resolution: int) -> dict[str, int]:
+    """Each unit at ``k * share`` of its maximum, on the nearest of its choices, with the one k
+    (bisected) that brings the configuration's FLOPs nearest ``target``."""
+
+    def config(k: float) -> dict[str, int]:
+        return {u: min(c, key=lambda x: (abs(x - k * shares[u] * c[-1]), x)) for u, c in space.choices.items()}
+
+    def flops(k: float) -> int:
+        return cost(space.blueprint, config(k), resolution).flops
+
+    low, high = 0.0, 4.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if flops(middle) < target else (low, middle)
+    return min((config(low), config(high)), key=lambda c: abs(cost(space.blueprint, c, resolution).flops - target))
+
+
+def selected_point(trajectory: Trajectory, ratio: float) -> dict[str, int]:
+    """The ratio rule: the first point at or below the target's FLOPs ratio."""
+    return dict(next((p for p in trajectory.points if p.ratio.flops <= ratio), trajectory.points[-1]).channels)
+
+
+def bootstrap_tau(x: list[float], y: list[float], rng: random.Random) -> tuple[float, float]:
+    taus = []
+    for _ in range(BOOTSTRAP):
+        picks = [rng.randrange(len(x)) for _ in x]
+        tau = kendall_tau([x[i] for i in picks], [y[i] for i in picks])
+        if tau is not None:
+            taus.append(tau)
+    taus.sort()
+    return taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--budgets", nargs="+", default=["6M", "8M"])
+    parser.add_argument("--draws", type=int, default=10)
+    parser.add_argument("--supernet", type=Path, nargs="+", default=[Path("stages/supernet/supernet.pt")])
+    parser.add_argument("--trajectory", type=Path, nargs="*", default=[Path("stages/search/trajectory.json")])
+    parser.add_argument("--eval-images", type=int, default=None, help="held-out images per estimate (default: search.eval_images)")
+    parser.add_argument("--seed", type=int, default=0, help="the alone trainings' seed")
+    parser.add_argument("--shard", default=None, help="i/n: train only every n-th configuration from the i-th, then stop")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--scratch", type=Path, default=Path(".checkpoints/ranking"))
+    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    params = load_params(args.params)
+    device = torch.device("cpu")
+    meta, full_meta = read_json(Path("data/search/meta.json"), "project"), read_json(Path("data/meta.json"), "data")
+    train_set = load_split(Path("data/search/train.pt"), device)
+    val_set = load_split(Path("data/search/val.pt"), device)
+    projected = projected_uniform(params.model, params.transfer, params.supernet, meta)
+    full = full_uniform(params.model, full_meta)
+    space = ChannelSpace.around(
+        projected.blueprint(), params.supernet.min_width, params.supernet.max_width, params.supernet.groups, params.supernet.divisor
+    )
+    resolution = projected.resolution
+    trajectories = {path: Trajectory.load(path) for path in args.trajectory}
+
+    # The configurations per budget, the same whichever supernet scores them.
+    pools: dict[str, dict[str, dict[str, int]]] = {}
+    for budget in args.budgets:
+        ratio = parse_size(budget) / full.cost().flops
+        target = round(ratio * projected.cost().flops)
+        pool = {"uniform": scaled_into_space(space, {u: 1.0 for u in space.choices}, target, resolution)}
+        for draw in range(args.draws):
+            drawn = space.sample(torch.Generator().manual_seed(draw))
+            shares = {u: drawn[u] / space.choices[u][-1] for u in drawn}
+            pool[f"random{draw}"] = scaled_into_space(space, shares, target, resolution)
+        for path, trajectory in trajectories.items():
+            pool[f"searched:{path.parent.name or path.stem}"] = selected_point(trajectory, ratio)
+        pools[budget] = pool
+
+    # Trained alone, with the supernet's recipe, on the projected problem; cached per configuration.
+    recipe = Recipe(**{**params.supernet.recipe_fields(), "seed": args.seed})
+    judge = fixed_batches(val_set, len(val_set), 512, 0)  # every held-out image
+    jobs = sorted({json.dumps(c, sort_keys=True) for pool in pools.values() for c in pool.values()})
+    if args.shard:
+        index, count = (int(n) for n in args.shard.split("/"))
+        jobs = jobs[index::count]
+    alone: dict[str, float] = {}
+    for job in jobs:
+        channels = json.loads(job)
+        spec = projected.with_channels(channels)
+        key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
+        done = args.scratch / f"{key}.json"
+        if not done.is_file():
+            started = time.perf_counter()
+            torch.manual_seed(args.seed)
+            checkpoints = Checkpoints(args.scratch / "checkpoints", key)
+            with reporter(silent=True) as report:
+                network, _, _ = train_network(
+                    Network(spec.blueprint()), train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report
+                )
+            top1 = accuracy(network, judge)[0]
+            atomic.write_json(done, {"top1": top1, "flops": spec.cost().flops, "channels": channels})
+            checkpoints.clear()
+            print(f"trained {key[:10]}: {top1:.2f}% ({time.perf_counter() - started:.0f} s)", flush=True)
+        alone[job] = json.loads(done.read_text())["top1"]
+    if args.shard:
+        return
+
+    eval_images = args.eval_images or params.search.eval_images
+    report: dict = {"recipe": recipe.recipe_fields(), "eval_images": eval_images, "budgets": {}}
+    rng = random.Random(0)
+    for path in args.supernet:
+        network, _, supernet_space = load_supernet_file(path, device)
+        if supernet_space.choices != space.choices:
+            raise SlimnetError(f"{path} is not a supernet of this params file's space")
+        calib = fixed_batches(train_set, params.search.calib_images, params.search.batch_size, params.search.seed)
+        evals = fixed_batches(val_set, eval_images, params.search.batch_size, params.search.seed + 1)
+        evaluator = CandidateEvaluator(network, space, calib, evals, cache_bytes=0, bn=params.search.bn)
+        for budget, pool in pools.items():
+            names = list(pool)
+            trained = [alone[json.dumps(pool[n], sort_keys=True)] for n in names]
+            scores = [evaluator.commit(pool[n]) for n in names]
+            estimates = {
+                "accuracy": [s.accuracy for s in scores],
+                "loss": [-s.loss for s in scores],
+                "calibrated": [-s.calibrated for s in scores],
+            }
+            rows = {}
+            print(f"\n{path} at {budget} ({len(names)} configurations, trained alone {min(trained):.2f}-{max(trained):.2f}%)")
+            for criterion, values in estimates.items():
+                tau = kendall_tau(values, trained)
+                low, high = bootstrap_tau(values, trained, rng)
+                pick = max(range(len(names)), key=lambda i: values[i])
+                regret = max(trained) - trained[pick]
+                rows[criterion] = {"tau": tau, "ci95": [low, high], "pick": names[pick], "regret": regret}
+                print(f"  {criterion:<11} tau {tau:+.3f} [{low:+.3f}, {high:+.3f}]  pick {names[pick]:<28} regret {regret:.2f}")
+            configs = {
+                n: {
+                    "flops": cost(space.blueprint, pool[n], resolution).flops,
+                    "alone_top1": t,
+                    "supernet_top1": s.accuracy,
+                    "loss": s.loss,
+                    "calibrated": s.calibrated,
+                }
+                for n, t, s in zip(names, trained, scores)
+            }
+            for n, row in sorted(configs.items(), key=lambda kv: -kv[1]["alone_top1"]):
+                print(
+                    f"    {n:<28} {row['flops'] / 1e6:6.3f}M  alone {row['alone_top1']:6.2f}  supernet {row['supernet_top1']:6.2f}"
+                    f"  loss {row['loss']:.4f}  calibrated {row['calibrated']:.4f}"
+                )
+            report["budgets"].setdefault(budget, {})[str(path)] = {"criteria": rows, "configs": configs}
+    if args.json:
+        atomic.write_json(args.json, report)
+    print(f"\nmedian alone top-1 {statistics.median(alone.values()):.2f}% over {len(alone)} trainings")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SlimnetError as error:
+        raise SystemExit(f"error: {error}") from None
