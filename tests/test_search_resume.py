@@ -21,7 +21,7 @@ from slimnet.arch import uniform_spec
 from slimnet.config import SearchParams
 from slimnet.data import fixed_batches, load_split
 from slimnet.pipeline.search import SearchCheckpoint, search_key
-from slimnet.search import CandidateEvaluator, greedy_slim
+from slimnet.search import CandidateEvaluator, TrajectoryPoint, greedy_slim
 from slimnet.supernet import build_space, build_supernet, save_supernet_file
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference
 
@@ -98,23 +98,50 @@ def test_an_unreadable_checkpoint_is_discarded_with_a_warning(tmp_path, capsys):
     assert "search checkpoint" in capsys.readouterr().err
 
 
-def write_problem(work: Path, data_dir: Path) -> None:
+def write_problem(work: Path, data_dir: Path, nproc: int = 1) -> dict:
     """A search stage's inputs in ``work``: the data, a supernet (untrained: every candidate still
-    scores differently) and params.yaml; one thread, so the runs do the same arithmetic."""
+    scores differently) and params.yaml; one thread per process, so every run does the same arithmetic."""
     work.mkdir()
     (work / "data").symlink_to(data_dir)
     network, space = supernet(MOBILENET)
     save_supernet_file(work / "stages" / "supernet" / "supernet.pt", network, MOBILENET, space)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    # Two held-out batches: with two processes each scores one.
     params["search"].update(
         criterion="loss", bn="recalibrate", eval_images=128, calib_images=64, batch_size=64, floor=0.3, seed=0
     )
-    params["resources"].update(nproc=1, threads=1)
+    params["resources"].update(nproc=nproc, threads=1)
     (work / "params.yaml").write_text(yaml.safe_dump(params))
+    return params
 
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 COMMAND = [sys.executable, "-m", "slimnet", "search"]
+
+
+def search(work: Path) -> subprocess.CompletedProcess:
+    run = subprocess.run(COMMAND, cwd=work, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run
+
+
+def resumed_lines(run: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in run.stderr.splitlines() if line.startswith("search: resuming")]
+
+
+def outputs(work: Path) -> dict[str, bytes]:
+    return {
+        name: (work / "stages" / "search" / name).read_bytes() for name in ("trajectory.json", "metrics.json", "trajectory.csv")
+    }
+
+
+@pytest.fixture(scope="module")
+def unbroken(data_dir, tmp_path_factory) -> dict[str, bytes]:
+    work = tmp_path_factory.mktemp("search") / "unbroken"
+    write_problem(work, data_dir)
+    assert resumed_lines(search(work)) == []
+    assert not any((work / ".checkpoints" / "search").glob("*"))  # removed once the outputs exist
+    return outputs(work)
 
 
 def steps_saved(checkpoints: Path) -> int:
@@ -126,18 +153,12 @@ def steps_saved(checkpoints: Path) -> int:
     return 0
 
 
-def test_a_search_killed_midway_resumes_and_writes_the_unbroken_bytes(data_dir, tmp_path):
-    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
-    for work in (unbroken, broken):
-        write_problem(work, data_dir)
-    run = subprocess.run(COMMAND, cwd=unbroken, env=ENV, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    expected = (unbroken / "stages" / "search" / "trajectory.json").read_bytes()
-    total = len(json.loads(expected)["points"]) - 1
-    assert not any((unbroken / ".checkpoints" / "search").glob("*"))  # removed once the outputs exist
-
-    stage = subprocess.Popen(COMMAND, cwd=broken, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    checkpoints = broken / ".checkpoints" / "search"
+def test_a_search_killed_midway_resumes_and_writes_the_unbroken_bytes(data_dir, unbroken, tmp_path):
+    total = len(json.loads(unbroken["trajectory.json"])["points"]) - 1
+    work = tmp_path / "broken"
+    write_problem(work, data_dir)
+    stage = subprocess.Popen(COMMAND, cwd=work, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoints = work / ".checkpoints" / "search"
     deadline = time.monotonic() + 120
     while steps_saved(checkpoints) < total // 3 and stage.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -146,13 +167,30 @@ def test_a_search_killed_midway_resumes_and_writes_the_unbroken_bytes(data_dir, 
     assert stage.returncode == -signal.SIGKILL
     killed_at = steps_saved(checkpoints)
     assert 0 < killed_at < total  # midway
-    assert not (broken / "stages" / "search" / "trajectory.json").exists()
+    assert not (work / "stages" / "search" / "trajectory.json").exists()
 
-    again = subprocess.run(COMMAND, cwd=broken, env=ENV, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
-    resumed = [line for line in again.stderr.splitlines() if line.startswith("search: resuming")]
-    assert len(resumed) == 1 and resumed[0].startswith(f"search: resuming after step {killed_at} "), again.stderr
-    assert (broken / "stages" / "search" / "trajectory.json").read_bytes() == expected
-    for name in ("metrics.json", "trajectory.csv"):
-        assert (broken / "stages" / "search" / name).read_bytes() == (unbroken / "stages" / "search" / name).read_bytes()
+    again = search(work)
+    assert [line.split(" (")[0] for line in resumed_lines(again)] == [f"search: resuming after step {killed_at}"]
+    assert outputs(work) == unbroken
     assert not any(checkpoints.glob("*"))
+
+
+def test_two_processes_resume_from_the_same_step(data_dir, unbroken, tmp_path):
+    """Under torchrun every rank reads the checkpoint (rank 0 wrote it) and replays the same
+    commits; with one thread per process and one held-out batch per rank, the two processes'
+    trajectory is one process's, byte for byte."""
+    work = tmp_path / "ranks"
+    params = write_problem(work, data_dir, nproc=2)
+    points = json.loads(unbroken["trajectory.json"])["points"]
+    done = len(points) - 3  # two steps left to search
+    search_params = SearchParams(**params["search"])
+    calib = fixed_batches(load_split(work / "data" / "search" / "train.pt"), 64, 64, 0)
+    evals = fixed_batches(load_split(work / "data" / "search" / "val.pt"), 128, 64, 1)
+    key = search_key(work / "stages" / "supernet" / "supernet.pt", search_params, calib, evals)
+    checkpoint = SearchCheckpoint(key, work / ".checkpoints" / "search")
+    checkpoint.save([TrajectoryPoint.model_validate(p) for p in points[: done + 1]], 1.0)
+
+    again = search(work)
+    assert [line.split(" (")[0] for line in resumed_lines(again)] == [f"search: resuming after step {done}"]
+    assert outputs(work) == unbroken
+    assert not checkpoint.path.exists()
