@@ -106,8 +106,9 @@ class SearchCheckpoint:
     """The trajectory so far, rewritten (atomically) after every step under .checkpoints/search/,
     keyed by what the trajectory depends on; removed once the stage's outputs are written.
 
-    A step costs a forward of the held-out images per unit; rewriting a few kB of JSON is noise
-    beside it. A resumed search replays the committed configurations (see :func:`greedy_slim`).
+    A step costs a forward of the held-out images per unit; rewriting the JSON is noise beside it
+    (3 ms for 35 points, 8 ms for 500 points of 60 units, 0.9 MB). A resumed search replays the
+    committed configurations (see :func:`greedy_slim`).
     Every rank reads the file (rank 0 alone writes it) and the ranks check that they found the
     same number of steps, so they replay the same commits (else all start from step 0).
     """
