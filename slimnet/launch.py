@@ -93,9 +93,10 @@ def _death_line(failed, stage: str, size: int) -> str:
         if code < 0 and -code in signal.valid_signals()
         else f"exited with code {code}"
     )
+    kept = {"supernet": "epoch", "train": "epoch", "search": "step"}.get(stage)
     again = (
-        "the last epoch's checkpoint is kept in .checkpoints/: run the stage again (dvc repro) to resume from it"
-        if stage in ("supernet", "train")
+        f"the last {kept}'s checkpoint is kept in .checkpoints/: run the stage again (dvc repro) to resume from it"
+        if kept
         else "nothing was written: run the stage again (dvc repro)"
     )
     return f"{stage}: rank {rank} of {size} {how}, which stopped every rank; {again}"

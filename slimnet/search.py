@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -352,6 +352,8 @@ def greedy_slim(
     floor_flops: int = 0,
     report: Reporter | None = None,
     max_steps: int | None = None,
+    resume: list[TrajectoryPoint] | None = None,
+    on_step: Callable[[list[TrajectoryPoint]], None] | None = None,
 ) -> list[TrajectoryPoint]:
     """The whole greedy trajectory, from the largest configuration to the floor.
 
@@ -362,6 +364,12 @@ def greedy_slim(
     held-out loss (accuracy moves in whole images, so it ties often), then to the larger FLOPs
     saving, then to the earlier unit, so the same inputs give the same path. Each point records
     the runner-up and its margin, so a reader sees how close every decision was.
+
+    ``resume``: the first points of an interrupted search, which goes on from its last. Their
+    configurations are committed again in turn, as the search committed them, without scoring
+    a candidate: the evaluator's cache and base score come out as the unbroken search's, bit
+    for bit (one commit of the last configuration from the images rounds differently).
+    ``on_step`` gets the trajectory so far after every committed step (to checkpoint it).
     """
     space = evaluator.space
     blueprint = space.blueprint
@@ -391,12 +399,18 @@ def greedy_slim(
         )
 
     trajectory = [point(0, None, config, base, 0)]
+    if resume:
+        for done in resume[1:]:
+            base = evaluator.commit(dict(done.channels))
+        evaluator.evaluations += sum(done.evaluations for done in resume)
+        trajectory, config = list(resume), dict(resume[-1].channels)
     units = list(space.choices)
     total_steps = sum(len(c) - 1 for c in space.choices.values())
     if report is not None:
         report.start("greedy slimming", total_steps)
+        report.advance(len(trajectory) - 1)
     current_flops = cost(blueprint, config, resolution).flops
-    step = 0
+    step = trajectory[-1].step
     while current_flops > floor_flops and (max_steps is None or step < max_steps):
         ranked = []
         for order, unit in enumerate(units):
@@ -417,6 +431,8 @@ def greedy_slim(
         base = evaluator.commit(config)
         current_flops = cost(blueprint, config, resolution).flops
         trajectory.append(point(step, unit, config, base, len(ranked), runner_up, margin))
+        if on_step is not None:
+            on_step(trajectory)
         if report is not None:
             report.advance()
     return trajectory
