@@ -14,7 +14,9 @@ under ``--scratch``, keyed by configuration and recipe, so a second supernet reu
 each ``--supernet`` scores it as the search does (``search.bn``, ``search.eval_images``). Per
 budget and supernet it prints Kendall's tau of each estimate (accuracy, -loss, -calibrated loss)
 against the trained top-1 with a bootstrap 95% interval, and the regret of the supernet's pick:
-the best trained top-1 minus that of the configuration the estimate ranks first.
+the best trained top-1 minus that of the configuration the estimate ranks first. With several
+``--trajectory`` files it prints the cosine similarity of their selected points' per-unit width
+multipliers (two supernet seeds, two held-out samples: how stable the decision is).
 
 ``--shard i/n`` trains every n-th configuration from the i-th (run n processes side by side with
 one thread each; a last run without --shard reads them all back and reports). Run where `dvc
@@ -42,7 +44,7 @@ from slimnet.nn.network import Network
 from slimnet.pipeline.common import read_json
 from slimnet.pipeline.specs import full_uniform, projected_uniform
 from slimnet.progress import reporter
-from slimnet.ranking import kendall_tau
+from slimnet.ranking import kendall_tau, width_similarity
 from slimnet.recipe import Recipe
 from slimnet.scoring import accuracy
 from slimnet.search import CandidateEvaluator, Trajectory
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=None, help="held-out images per estimate (default: search.eval_images)")
     parser.add_argument("--seed", type=int, default=0, help="the alone trainings' seed")
     parser.add_argument("--shard", default=None, help="i/n: train only every n-th configuration from the i-th, then stop")
+    parser.add_argument("--searched-only", action="store_true", help="with --shard: only the trajectories' points")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--scratch", type=Path, default=Path(".checkpoints/ranking"))
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
@@ -129,10 +132,25 @@ def main() -> None:
             pool[f"searched:{path.parent.name or path.stem}"] = selected_point(trajectory, ratio)
         pools[budget] = pool
 
+    # Stability: where each search puts the channels at the budget, pair by pair.
+    for budget, pool in pools.items():
+        searched = [n for n in pool if n.startswith("searched:")]
+        for i, a in enumerate(searched):
+            for b in searched[i + 1 :]:
+                similarity = width_similarity(pool[a], pool[b], projected.channels)
+                print(f"{budget}: width similarity {a} vs {b}: {similarity:.4f}")
+
     # Trained alone, with the supernet's recipe, on the projected problem; cached per configuration.
     recipe = Recipe(**{**params.supernet.recipe_fields(), "seed": args.seed})
     judge = fixed_batches(val_set, len(val_set), 512, 0)  # every held-out image
-    jobs = sorted({json.dumps(c, sort_keys=True) for pool in pools.values() for c in pool.values()})
+    jobs = sorted(
+        {
+            json.dumps(c, sort_keys=True)
+            for pool in pools.values()
+            for name, c in pool.items()
+            if not args.searched_only or name.startswith("searched:")
+        }
+    )
     if args.shard:
         index, count = (int(n) for n in args.shard.split("/"))
         jobs = jobs[index::count]
