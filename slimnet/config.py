@@ -142,7 +142,7 @@ class SupernetParams(Recipe):
     divisor: PositiveInt = 8
     samples: Annotated[int, Field(ge=0)] = 2
     eval_images: PositiveInt = 1024
-    dropout: Optional[Annotated[float, Field(ge=0, lt=1)]] = 0.0  # before the classifier; null: the architecture's
+    dropout: Optional[Annotated[float, Field(ge=0, lt=1)]] = None  # before the classifier; None: the architecture's
 
     @model_validator(mode="after")
     def _range_ordered(self) -> "SupernetParams":
@@ -156,8 +156,8 @@ class SearchParams(Section):
     params: Optional[Size] = None
     latency: Optional[Milliseconds] = None  # predicted batch-1 latency on latency.device, in ms
     memory: Optional[Bytes] = None  # weights + every feature map at batch 1, float32 (flops.cost)
-    criterion: Literal["accuracy", "loss", "calibrated"] = "accuracy"
-    per_flop: bool = False
+    criterion: Literal["accuracy", "loss", "calibrated"] = "calibrated"
+    per_flop: bool = True
     bn: Literal["online", "recalibrate"] = "online"
     eval_images: PositiveInt = 2048
     calib_images: PositiveInt = 2048
