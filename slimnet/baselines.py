@@ -34,7 +34,7 @@ def random_network(
     drawn = space.sample(torch.Generator().manual_seed(seed))
     multipliers = width_multipliers(projected_uniform.with_channels(drawn), projected_uniform)
     stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)
-    spec, k = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance, measure)
+    spec, k, _ = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance, measure)
     return spec.model_copy(update={"note": f"random draw (seed {seed}), width transfer k={k:.4g} ({stacking})"}), drawn
 
 

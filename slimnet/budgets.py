@@ -250,7 +250,7 @@ def extrapolate_within(
             for b in budgets
         }
         binding = min(budgets, key=lambda b: limits[b.metric])
-        optimized, k = match_cost(
+        optimized, k, _ = match_cost(
             full_uniform,
             stacked,
             base,
@@ -271,7 +271,7 @@ def extrapolate_within(
                 f"over the {show(budget.metric, budget.target)} budget by more than extrapolate.tolerance ({tolerance:.1%}); "
                 f"lower search.{binding.metric} or raise the tolerance"
             )
-    uniform, width = uniform_baseline(
+    uniform, width, _ = uniform_baseline(
         full_uniform.arch,
         costs.of_spec(binding.metric, optimized),  # type: ignore[arg-type]
         resolution=full_uniform.resolution,
