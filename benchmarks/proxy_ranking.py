@@ -48,7 +48,8 @@ def full_top1(path: Path, flops: int) -> dict[str, list[float]]:
     found: dict[str, list[float]] = {}
     for row in csv.DictReader(open(path)):
         if parse_size(row["target"]) == flops and row["point"] == "ratio":
-            found.setdefault(row["variant"], []).append(float(row["top1"]))
+            name = f"{row['variant']}-{row['draw']}" if row.get("draw") else row["variant"]  # random-<draw>, as projected.json
+            found.setdefault(name, []).append(float(row["top1"]))
     return found
 
 

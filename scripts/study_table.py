@@ -100,7 +100,8 @@ def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
                 continue  # a direct experiment's uniform network is the projected one's, trained alike
             m = metrics[variant]
             std = m.get("top1_std")
-            half = None if std is None or seeds < 2 else t975(seeds - 1) * std / math.sqrt(seeds)
+            n = m.get("draws", seeds)  # random: the mean of its draws, its spread over the draws
+            half = None if std is None or n < 2 else t975(n - 1) * std / math.sqrt(n)
             rows.append(
                 {
                     "experiment": name,
@@ -277,6 +278,7 @@ def seed_rows(rows: list[dict], shown: list[dict]) -> list[dict]:
                     "point": first["point"],
                     "experiment": name,
                     "variant": "direct" if direct else seed["variant"],
+                    "draw": seed.get("draw", ""),  # random: the draw seed (evaluate lists every draw)
                     "seed": seed["seed"],
                     "top1": seed["top1"],
                     "test_loss": seed["test_loss"],

@@ -1,8 +1,10 @@
 """Baselines trained beside the searched network at the same cost.
 
-The random network is what NAS results are judged against: a configuration drawn uniformly from
-the supernet's own space (so it could have been found by the search) and carried to the full
-network exactly like the searched one: per-unit multipliers, depth stacking, one global factor.
+The random networks are what NAS results are judged against: configurations drawn uniformly from
+the supernet's own space (so the search could have found each), brought by one factor onto the
+space's choices to the searched point's cost on the projected problem, and carried to the full
+network exactly like the searched one (per-unit multipliers, depth stacking, one global factor,
+the same channel grid): see slimnet.budgets.extrapolate_within.
 """
 
 from __future__ import annotations
@@ -11,31 +13,36 @@ import torch
 
 from slimnet.arch import ArchSpec
 from slimnet.errors import SlimnetError
+from slimnet.flops import cost
 from slimnet.space import ChannelSpace
-from slimnet.transfer import CostFn, Metric, Stacking, match_cost, stack_depth, width_multipliers
+from slimnet.transfer import K_HIGH, K_LOW, _bracket, _closest
 
 
-def random_network(
-    space: ChannelSpace,
-    *,
-    projected_uniform: ArchSpec,
-    full_uniform: ArchSpec,
-    target: int,
-    metric: Metric,
-    stacking: Stacking,
-    divisor: int,
-    tolerance: float,
-    seed: int,
-    measure: CostFn | None = None,
-) -> tuple[ArchSpec, dict[str, int]]:
-    """A seeded draw from ``space`` (units of ``projected_uniform``), matched to ``target`` on the
-    full network (``measure`` for a metric cost() does not give, e.g. predicted latency); returns
-    the full spec and the drawn projected configuration."""
+def nearest_choices(space: ChannelSpace, wanted: dict[str, float]) -> dict[str, int]:
+    """Each unit at the choice of ``space`` nearest ``wanted`` (the narrower on a tie)."""
+    return {unit: min(options, key=lambda c: (abs(c - wanted[unit]), c)) for unit, options in space.choices.items()}
+
+
+def scale_onto_choices(space: ChannelSpace, config: dict[str, int], flops: int, resolution: int) -> dict[str, int]:
+    """``config`` times one factor, each unit at its nearest choice, costing as near ``flops`` as
+    the choices allow (the space's minimum or maximum where the target is out of its reach)."""
+
+    def at(k: float) -> dict[str, int]:
+        return nearest_choices(space, {unit: k * channels for unit, channels in config.items()})
+
+    def evaluate(k: float) -> int:
+        return cost(space.blueprint, at(k), resolution).flops
+
+    k, _ = _closest(evaluate, _bracket(evaluate, flops, K_LOW, K_HIGH), flops)
+    return at(k)
+
+
+def draw_configuration(space: ChannelSpace, seed: int, *, flops: int, resolution: int) -> tuple[dict[str, int], dict[str, int]]:
+    """A seeded uniform draw from ``space`` and that draw scaled to ``flops`` on the projected
+    network (the searched point's cost there, so the supernet scores both at the same cost);
+    returns (scaled, drawn). The scaled one is what is carried to the full network."""
     drawn = space.sample(torch.Generator().manual_seed(seed))
-    multipliers = width_multipliers(projected_uniform.with_channels(drawn), projected_uniform)
-    stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)
-    spec, k = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance, measure)
-    return spec.model_copy(update={"note": f"random draw (seed {seed}), width transfer k={k:.4g} ({stacking})"}), drawn
+    return scale_onto_choices(space, drawn, flops, resolution), drawn
 
 
 def projected_uniform(space: ChannelSpace, projected: ArchSpec, uniform: ArchSpec, full: ArchSpec) -> dict[str, int]:
@@ -47,11 +54,7 @@ def projected_uniform(space: ChannelSpace, projected: ArchSpec, uniform: ArchSpe
     The share is taken against ``full`` and not as an absolute width multiplier: the projected
     network is already ``transfer.width`` x the full one, so an absolute 0.16x would land on the
     space's minimum."""
-    config = {}
-    for unit, options in space.choices.items():
+    for unit in space.choices:
         if unit not in full.channels or unit not in uniform.channels:
             raise SlimnetError(f"the projected unit {unit} is not in the full network: re-run the project and search stages")
-        share = uniform.channels[unit] / full.channels[unit]
-        wanted = share * projected.channels[unit]
-        config[unit] = min(options, key=lambda c: (abs(c - wanted), c))
-    return config
+    return nearest_choices(space, {u: uniform.channels[u] / full.channels[u] * projected.channels[u] for u in space.choices})

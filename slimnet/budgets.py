@@ -6,8 +6,8 @@ network is at most the target's); the tightest budget picks the latest point (th
 within every budget at once, where a cost does not fall strictly along the trajectory). That point's
 widths are carried to the full network and scaled by the largest global factor k that keeps
 every budget: the budget that stops k first is the binding one, and the network is matched to
-it within ``tolerance`` exactly as a single target is. The uniform baseline is matched on the
-binding budget. A budget below what the trajectory reaches is impossible and fails before any
+it within ``tolerance`` exactly as a single target is. The uniform baseline and the random
+draws are matched on the binding budget, all on one channel grid. A budget below what the trajectory reaches is impossible and fails before any
 matching, naming the budget and the range it could take; a budget above the trajectory's
 largest point is simply loose, unless every budget is.
 
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from slimnet.arch import ArchSpec
+from slimnet.baselines import draw_configuration
 from slimnet.errors import SlimnetError
 from slimnet.flops import cost
 from slimnet.latency import LatencyTable, predict_ms
 from slimnet.search import TrajectoryPoint
-from slimnet.space import Blueprint
+from slimnet.space import Blueprint, ChannelSpace
 from slimnet.transfer import (
     K_HIGH,
     K_LOW,
@@ -37,6 +38,7 @@ from slimnet.transfer import (
     OutOfRange,
     _same_network,
     format_size,
+    grid_steps,
     match_cost,
     scaled_channels,
     stack_depth,
@@ -221,48 +223,133 @@ def extrapolate_within(
     divisor: int,
     tolerance: float,
     point_rule: Literal["ratio", "stacked"] = "ratio",
+    space: ChannelSpace | None = None,
+    random_draws: Sequence[int] = (),
 ) -> dict:
-    """The network for several budgets at once, the binding budget, and the uniform baseline on it.
+    """The network for several budgets at once, the binding budget, the uniform baseline on it,
+    and one random network per seed of ``random_draws`` (configurations of the supernet's ``space``).
 
     ``point_rule`` "ratio" takes the first point within every budget's cost ratio; "stacked" the
     point whose stacked full network at k = 1 comes nearest the budgets (the same without projection).
+
+    Each draw is scaled onto the space's choices to the selected point's projected FLOPs, then
+    carried over like the point (multipliers, stacking, one factor k) and matched, as the uniform
+    network is, to the optimized network's cost of the binding budget. Every matched network is on
+    one channel grid, the coarsest of ``divisor``, 4, 2, 1 on which each of them lands within
+    ``tolerance`` (``divisor`` and ``divisor_fallback`` in the result say which one it was).
     """
     if not trajectory:
         raise SlimnetError("the search trajectory is empty: re-run the search stage")
+    if random_draws and space is None:
+        raise SlimnetError("random draws need the supernet's channel space")
     common = dict(projected=projected_uniform, full=full_uniform, costs=costs, stacking=stacking, divisor=divisor)
     ratios = {b.metric: point_ratios(trajectory, b.metric, **common) for b in budgets}
     full_costs = {b.metric: costs.of_spec(b.metric, full_uniform) for b in budgets}
     index = check_budgets(budgets, ratios, full_costs)  # also the range check for "stacked"
-    if point_rule == "stacked" and not _same_network(projected_uniform, full_uniform):
+    same = _same_network(projected_uniform, full_uniform)
+    if point_rule == "stacked" and not same:
         index = nearest_stacked_index(trajectory, budgets, **common)
     point = trajectory[index]
-    if _same_network(projected_uniform, full_uniform):
-        optimized = full_uniform.with_channels(point.channels, note=f"AutoSlim step {point.step}")
-        k = 1.0
+    base, blueprint = dict(full_uniform.channels), full_uniform.blueprint()
+
+    def carried(channels: dict[str, int]) -> dict[str, float]:
+        multipliers = width_multipliers(projected_uniform.with_channels(channels), projected_uniform)
+        return stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)  # type: ignore[arg-type]
+
+    # (scaled, drawn) per seed: the scaled configuration is the one carried over.
+    sampled = {
+        seed: draw_configuration(space, seed, flops=point.flops, resolution=projected_uniform.resolution)  # type: ignore[arg-type]
+        for seed in random_draws
+    }
+    draws = {seed: carried(scaled) for seed, (scaled, _) in sampled.items()}
+    if same:
         # Without projection the point is used as it is: the budget it comes closest to binds.
-        binding = max(budgets, key=lambda b: costs.of_spec(b.metric, optimized) / b.target)
+        as_is = full_uniform.with_channels(point.channels)
+        binding = max(budgets, key=lambda b: costs.of_spec(b.metric, as_is) / b.target)
     else:
-        multipliers = width_multipliers(projected_uniform.with_channels(point.channels), projected_uniform)
-        stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)  # type: ignore[arg-type]
-        base, blueprint = dict(full_uniform.channels), full_uniform.blueprint()
+        stacked = carried(point.channels)
         limits = {
             b.metric: _largest_k(costs, b.metric, blueprint, stacked, base, full_uniform.resolution, b.target, divisor)
             for b in budgets
         }
         binding = min(budgets, key=lambda b: limits[b.metric])
-        optimized, k = match_cost(
-            full_uniform,
-            stacked,
-            base,
-            int(round(binding.target)) if binding.metric != "latency" else binding.target,
-            binding.metric,
-            divisor,
-            tolerance,
-            costs.function(binding.metric),  # type: ignore[arg-type]
+    measure = costs.function(binding.metric)
+    target = int(round(binding.target)) if binding.metric != "latency" else binding.target
+
+    def named(name: str, match, *args, **kwargs):
+        try:
+            return match(*args, **kwargs)
+        except SlimnetError as error:
+            raise SlimnetError(f"the {name} network: {error}") from None
+
+    def match_all(step: int) -> tuple:
+        """Every network on channels in multiples of ``step`` (SlimnetError where one cannot land)."""
+        optimized, k = full_uniform.with_channels(point.channels, note=f"AutoSlim step {point.step}"), 1.0
+        if not same:
+            optimized, k, _ = named(
+                "optimized", match_cost, full_uniform, stacked, base, target, binding.metric, divisor, tolerance, measure, [step]
+            )
+            note = f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking}), bound by {binding.metric}"
+            optimized = optimized.model_copy(update={"note": note})
+        # The baselines cost what the optimized network does, so the comparison is like for like.
+        reached = costs.of_spec(binding.metric, optimized)
+        uniform, width, _ = named(
+            "uniform",
+            uniform_baseline,
+            full_uniform.arch,
+            reached,
+            resolution=full_uniform.resolution,
+            num_classes=full_uniform.num_classes,
+            in_channels=full_uniform.in_channels,
+            cifar=full_uniform.cifar,
+            depth=full_uniform.depth,
+            divisor=divisor,
+            metric=binding.metric,
+            tolerance=tolerance,
+            measure=measure,
+            steps=[step],
         )
-        optimized = optimized.model_copy(
-            update={"note": f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking}), bound by {binding.metric}"}
+        randoms = {}
+        for seed, multipliers in draws.items():
+            spec, factor, _ = named(
+                f"random (draw {seed})",
+                match_cost,
+                full_uniform,
+                multipliers,
+                base,
+                reached,
+                binding.metric,
+                divisor,
+                tolerance,
+                measure,
+                [step],
+            )
+            note = f"random draw (seed {seed}), width transfer k={factor:.4g} ({stacking})"
+            randoms[seed] = spec.model_copy(update={"note": note})
+        return optimized, k, uniform, width, randoms
+
+    # One channel grid for every network: the coarsest on which each of them lands within tolerance
+    # (a network matched on a finer grid than the others could spend its FLOPs in finer steps).
+    failures = []
+    for finest in grid_steps(divisor):
+        try:
+            optimized, k, uniform, width, randoms = match_all(finest)
+            break
+        except SlimnetError as error:
+            failures.append(error)
+    else:
+        raise SlimnetError(
+            f"no channel grid (multiples of {divisor} down to 1) fits every network; on the finest, {failures[-1]}"
         )
+    grid = f", channels in multiples of {finest}" + (
+        ""
+        if finest == divisor
+        else f" (a finer grid than model.divisor {divisor}: not every network lands within tolerance on it)"
+    )
+    if not same:
+        optimized = optimized.model_copy(update={"note": optimized.note + grid})
+    uniform = uniform.model_copy(update={"note": uniform.note + grid})
+    randoms = {seed: spec.model_copy(update={"note": spec.note + grid}) for seed, spec in randoms.items()}
     for budget in budgets:
         reached = costs.of_spec(budget.metric, optimized)
         if reached > budget.target * (1 + tolerance):
@@ -271,24 +358,16 @@ def extrapolate_within(
                 f"over the {show(budget.metric, budget.target)} budget by more than extrapolate.tolerance ({tolerance:.1%}); "
                 f"lower search.{binding.metric} or raise the tolerance"
             )
-    uniform, width = uniform_baseline(
-        full_uniform.arch,
-        costs.of_spec(binding.metric, optimized),  # type: ignore[arg-type]
-        resolution=full_uniform.resolution,
-        num_classes=full_uniform.num_classes,
-        in_channels=full_uniform.in_channels,
-        cifar=full_uniform.cifar,
-        depth=full_uniform.depth,
-        divisor=divisor,
-        metric=binding.metric,  # type: ignore[arg-type]
-        tolerance=tolerance,
-        measure=costs.function(binding.metric),
-    )
     return {
         "optimized": optimized,
         "uniform": uniform,
+        "random": randoms,
+        "random_projected": {seed: scaled for seed, (scaled, _) in sampled.items()},
+        "random_drawn": {seed: drawn for seed, (_, drawn) in sampled.items()},
         "selected_step": point.step,
         "multiplier": k,
         "uniform_width": width,
         "binding": binding.metric,
+        "divisor": finest,
+        "divisor_fallback": finest != divisor,
     }

@@ -156,7 +156,7 @@ def extrapolate(params: Path = PARAMS) -> None:
 @app.command()
 @user_errors
 def train(
-    variant: str = typer.Option(..., "--variant", help="optimized, uniform or random"),
+    variant: str = typer.Option(..., "--variant", help="optimized, uniform or random (every draw of extrapolate.random_draws)"),
     seed: int = typer.Option(..., "--seed", help="the training seed: one of train.seeds"),
     params: Path = PARAMS,
     device: str = DEVICE,
@@ -187,7 +187,7 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
     table = Table(
         "variant", "top-1 % (mean)", "std", "FLOPs", "params", "memory MB", "latency ms (measured ± spread)", "predicted ms"
     )
-    for variant in p.train.variants:
+    for variant in (name for name in metrics["latency"] if name != "device"):  # every network; random: each draw
         m = metrics[variant]
         table.add_row(
             variant,
@@ -199,10 +199,18 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
             f"{metrics['latency'][variant]['latency_ms']:.2f} ± {metrics['latency'][variant]['spread']:.0%}",
             f"{m['latency_pred_ms']:.2f}",
         )
+    if "random" in metrics:
+        m = metrics["random"]
+        spread = "-" if m["top1_std"] is None else f"{m['top1_std']:.2f}"
+        table.add_row(f"random (mean of {m['draws']} draws)", f"{m['top1']:.2f}", spread, f"{m['flops']:,}", f"{m['params']:,}")
     out.print(table)
     out.print(_verdict_line("uniform", metrics, metrics["seeds"]))
     if "vs_random" in metrics:
-        out.print(_verdict_line("random", metrics["vs_random"], metrics["seeds"]))
+        vs = metrics["vs_random"]
+        out.print(
+            _verdict_line(f"the mean of {vs['draws']} random draws", vs, metrics["seeds"])
+            + f"; rank among the draws {vs['rank_among_draws']} of {vs['draws'] + 1}"
+        )
     if not metrics["latency"]["device"]["same_machine_as_table"]:
         out.print(
             f"note: the latency table was measured on {metrics['latency']['device']['table_device']}, not this machine: predictions are for that one"

@@ -189,7 +189,23 @@ class ExtrapolateParams(Section):
     stacking: Literal["average", "last"] = "average"
     tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     point: Literal["ratio", "stacked"] = "ratio"  # which trajectory point is carried to the full network
-    random_seed: int = 0  # the random baseline's draw from the supernet's space
+    random_draws: list[int] = [0, 1, 2, 3, 4]  # seeds of the random baseline's draws from the supernet's space
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_seed(cls, data: object) -> object:
+        if isinstance(data, dict) and "random_seed" in data:
+            raise ValueError("random_seed is replaced by random_draws, a list of draw seeds (e.g. random_draws: [0, 1, 2, 3, 4])")
+        return data
+
+    @field_validator("random_draws")
+    @classmethod
+    def _distinct_draws(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("give at least one draw seed, e.g. [0, 1, 2, 3, 4] (the study uses five or more)")
+        if len(set(value)) != len(value):
+            raise ValueError("draw seeds must be distinct")
+        return value
 
 
 Variant = Literal["optimized", "uniform", "random"]

@@ -171,7 +171,8 @@ def scaled_channels(multipliers: dict[str, float], base_channels: dict[str, int]
     return {u: max(divisor, round(k * multipliers[u] * base / divisor) * divisor) for u, base in base_channels.items()}
 
 
-def _divisors(divisor: int) -> list[int]:
+def grid_steps(divisor: int) -> list[int]:
+    """The channel grids a match may use, coarsest first: ``divisor``, then the finer 4, 2, 1."""
     return [divisor] + [d for d in RELAXED_DIVISORS if d < divisor]
 
 
@@ -184,11 +185,14 @@ def match_cost(
     divisor: int = 8,
     tolerance: float = 0.01,
     measure: CostFn | None = None,
-) -> tuple[ArchSpec, float]:
-    """Scale all units by one factor k so the network costs ``target`` (within ``tolerance``).
+    steps: Sequence[int] | None = None,
+) -> tuple[ArchSpec, float, int]:
+    """Scale all units by one factor k so the network costs ``target`` (within ``tolerance``);
+    returns the spec, k and the channel grid (divisor) it is on.
 
     Rounding makes cost a step function of k, so the nearest step on either side is taken;
-    when no step of ``divisor`` lands close enough, finer divisors (4, 2, 1) are tried.
+    when no step of ``divisor`` lands close enough, finer divisors (4, 2, 1) are tried, or the
+    grids of ``steps`` in their order when given (``[4]``: multiples of 4 or fail).
     ``measure`` replaces cost()'s ``metric`` field (``metric`` then only names it in messages).
     """
     if target <= 0:
@@ -201,7 +205,7 @@ def match_cost(
     if unknown:
         raise SlimnetError(f"base channels do not match the units of {arch_template.arch}: {', '.join(sorted(unknown)[:5])}")
     closest: tuple[float, int] | None = None
-    for step in _divisors(divisor):
+    for step in grid_steps(divisor) if steps is None else steps:
 
         def evaluate(k: float, step: int = step) -> float:
             channels = scaled_channels(multipliers, base_channels, k, step)
@@ -210,10 +214,12 @@ def match_cost(
         k, reached = _closest(evaluate, _bracket(evaluate, target, K_LOW, K_HIGH), target)
         if _within(reached, target, tolerance):
             channels = scaled_channels(multipliers, base_channels, k, step)
-            return arch_template.with_channels(channels, note=f"width transfer, k={k:.4g}, divisor {step}"), k
+            return arch_template.with_channels(channels, note=f"width transfer, k={k:.4g}, divisor {step}"), k, step
         if closest is None or abs(reached / target - 1) < abs(closest[1] / target - 1):
             closest = (k, reached)
     show = (lambda v: f"{v:.4g}") if measure is not None else format_size
+    if closest is None:
+        raise SlimnetError("no channel grid to match on: steps is empty")
     raise SlimnetError(
         f"cannot bring {arch_template.arch} to {metric}={show(target)} within {tolerance:.1%}: "
         f"the closest reachable is {show(closest[1])}; choose a target nearer that or raise the tolerance"
@@ -239,10 +245,12 @@ def uniform_baseline(
     metric: Metric = "flops",
     tolerance: float = 0.01,
     measure: CostFn | None = None,
-) -> tuple[ArchSpec, float]:
-    """The default network under one width multiplier, costing ``target``; returns (spec, width).
+    steps: Sequence[int] | None = None,
+) -> tuple[ArchSpec, float, int]:
+    """The default network under one width multiplier, costing ``target``; returns (spec, width,
+    the channel grid it is on).
 
-    ``measure`` replaces cost()'s ``metric`` field, as in :func:`match_cost`."""
+    ``measure`` replaces cost()'s ``metric`` field and ``steps`` the grids tried, as in :func:`match_cost`."""
 
     def spec_at(width: float, step: int = divisor) -> ArchSpec:
         return uniform_spec(
@@ -262,7 +270,8 @@ def uniform_baseline(
 
     # The architecture's own width multiplier (e.g. MobileNetV2 keeps its 1280-channel last conv
     # below 1.0x); a finer channel divisor only where the coarse one cannot land within tolerance.
-    for step in _divisors(divisor):
+    grids = grid_steps(divisor) if steps is None else list(steps)
+    for step in grids:
 
         def evaluate(width: float, step: int = step) -> float:
             channels = spec_at(width, step).channels
@@ -279,12 +288,11 @@ def uniform_baseline(
         width, reached = _closest(evaluate, _bracket(evaluate, target, low, K_HIGH), target)
         if _within(reached, target, tolerance):
             spec = spec_at(width, step)
-            note = f"uniform {width:.4g}x" + ("" if step == divisor else f" (channels in multiples of {step})")
-            return spec.model_copy(update={"note": note}), width
+            return spec.model_copy(update={"note": f"uniform {width:.4g}x"}), width, step
     # Last resort: per-unit rounding of the width-1.0 channels.
     ones = {u: 1.0 for u in reference.channels}
-    spec, k = match_cost(reference, ones, dict(reference.channels), target, metric, divisor, tolerance, measure)
-    return spec.model_copy(update={"note": f"uniform {k:.4g}x (per-unit rounding)"}), k
+    spec, k, step = match_cost(reference, ones, dict(reference.channels), target, metric, divisor, tolerance, measure, grids)
+    return spec.model_copy(update={"note": f"uniform {k:.4g}x (per-unit rounding)"}), k, step
 
 
 # --- trajectory --------------------------------------------------------------------------
@@ -359,10 +367,10 @@ def extrapolate(
     else:
         multipliers = width_multipliers(selected, projected_uniform)
         stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)  # type: ignore[arg-type]
-        optimized, k = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance)
+        optimized, k, _ = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance)
         optimized = optimized.model_copy(update={"note": f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking})"})
     # The baseline costs what the optimized network does, so the comparison is like for like.
-    uniform, width = uniform_baseline(
+    uniform, width, _ = uniform_baseline(
         full_uniform.arch,
         getattr(optimized.cost(), metric),
         resolution=full_uniform.resolution,

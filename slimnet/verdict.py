@@ -74,3 +74,18 @@ def paired_gain(ours: Sequence[float], theirs: Sequence[float]) -> Comparison:
 def mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (None for a single value)."""
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def draws_mean(draws: Sequence[Sequence[float]]) -> list[float]:
+    """Seed by seed, the mean over several draws of a baseline (each indexed by the same seeds):
+    what a paired comparison against the draws as one baseline takes."""
+    if not draws or len({len(d) for d in draws}) != 1:
+        raise ValueError("draws need the same, non-zero number of seeds each")
+    return [statistics.fmean(values) for values in zip(*draws)]
+
+
+def rank_among_draws(ours: Sequence[float], draws: Sequence[Sequence[float]]) -> int:
+    """Our place among the draws by mean over the seeds: 1 when ours beats every draw's mean,
+    len(draws) + 1 when no draw is below it (a tie counts against ours)."""
+    mean = statistics.fmean(ours)
+    return 1 + sum(statistics.fmean(draw) >= mean for draw in draws)

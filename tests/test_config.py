@@ -265,6 +265,28 @@ def test_seeds_and_variants_are_checked(tmp_path, train, shown):
     assert "train" in message and shown in message, message
 
 
+@pytest.mark.parametrize(
+    "extrapolate, shown",
+    [
+        ("random_seed: 0", "extrapolate: random_seed is replaced by random_draws, a list of draw seeds"),
+        ("random_draws: []", "extrapolate.random_draws: give at least one draw seed"),
+        ("random_draws: [0, 1, 0]", "extrapolate.random_draws: draw seeds must be distinct"),
+        ("random_draws: 3", "extrapolate.random_draws"),
+        ("random_draws: [a]", "extrapolate.random_draws.0"),
+    ],
+)
+def test_random_draws_are_checked(tmp_path, extrapolate, shown):
+    assert shown in load_error(tmp_path, f"search:\n  flops: 6M\nextrapolate:\n  {extrapolate}\n")
+
+
+def test_random_draws_default_to_five_as_params_yaml_sets_them(tmp_path):
+    assert Params().extrapolate.random_draws == [0, 1, 2, 3, 4]
+    assert load_params(REPO / "params.yaml").extrapolate == Params().extrapolate
+    assert load_params(
+        write(tmp_path, "search:\n  flops: 6M\nextrapolate:\n  random_draws: [7, 3]\n")
+    ).extrapolate.random_draws == [7, 3]
+
+
 def test_each_seed_is_the_recipe_with_that_seed(tmp_path):
     params = load_params(write(tmp_path, "search:\n  flops: 6M\ntrain:\n  seeds: [3, 5]\n  epochs: 4\n"))
     recipe = params.train.with_seed(5)

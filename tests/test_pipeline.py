@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ TINY = {
     "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
     "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
+    "extrapolate": {"random_draws": [0, 1]},
     # lr is per 256 images: 0.8 is 0.1 at batch 32. At the default 0.1 (0.0125 here) two epochs
     # left every network near chance (14-24%) and a slimmable width at or below 10% on one CPU.
     "train": {
@@ -110,50 +113,71 @@ def test_all_stages_write_their_outputs(project):
         assert (project / path).is_file(), path
 
 
-def test_specs_match_the_target_flops_and_both_variants_are_evaluated(project):
-    from slimnet.arch import load_spec
+NETWORKS = ("optimized", "uniform", "random-0", "random-1")  # TINY's random_draws
+
+
+def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
+    from slimnet.arch import ArchSpec, load_spec
 
     # The searched network is matched to the budget; the baselines to the searched network's cost
-    # (each within extrapolate.tolerance of what it is matched to), so all three cost the same.
-    specs = {v: load_spec(project / f"stages/extrapolate/{v}.json") for v in ("optimized", "uniform", "random")}
+    # (each within extrapolate.tolerance of what it is matched to), so all of them cost the same.
+    specs = {v: load_spec(project / f"stages/extrapolate/{v}.json") for v in ("optimized", "uniform")}
+    draws = load(project, "stages/extrapolate/random.json")
+    assert sorted(draws) == ["random-0", "random-1"]
+    specs.update({name: ArchSpec.model_validate(spec) for name, spec in draws.items()})
+    assert specs["random-0"].channels != specs["random-1"].channels
     flops = {v: spec.cost().flops for v, spec in specs.items()}
     assert abs(flops["optimized"] / 8e6 - 1) <= 0.01, flops
-    for variant in ("uniform", "random"):
-        assert abs(flops[variant] / flops["optimized"] - 1) <= 0.01, (variant, flops)
-    for spec in specs.values():
+    for name in NETWORKS[1:]:
+        assert abs(flops[name] / flops["optimized"] - 1) <= 0.01, (name, flops)
+    # One channel grid for every network, recorded.
+    summary = load(project, "stages/extrapolate/summary.json")
+    assert summary["divisor_fallback"] == (summary["divisor"] != 8)
+    for name, spec in specs.items():
         assert spec.resolution == 28 and spec.depth == (1, 2, 3, 4, 3, 3, 1)  # the full network
+        assert all(c % summary["divisor"] == 0 for c in spec.channels.values()), name
+        assert f"channels in multiples of {summary['divisor']}" in spec.note, spec.note
+        assert summary[name]["flops"] == flops[name]
     metrics = load(project, "stages/evaluate/metrics.json")
-    for variant in ("optimized", "uniform", "random"):
-        assert 10.0 < metrics[variant]["top1"] <= 100.0  # trained: better than chance on 10 classes
-        assert metrics[variant]["flops"] == flops[variant]
-        assert metrics[variant]["params"] > 0 and "latency_ms" not in metrics[variant]  # measured: not a DVC output
+    for name in NETWORKS:
+        assert 10.0 < metrics[name]["top1"] <= 100.0  # trained: better than chance on 10 classes
+        assert metrics[name]["flops"] == flops[name]
+        assert metrics[name]["params"] > 0 and "latency_ms" not in metrics[name]  # measured: not a DVC output
     latency = load(project, "stages/evaluate/timings.json")
-    for variant in ("optimized", "uniform", "random"):
-        assert latency[variant]["latency_ms"] > 0 and latency[variant]["spread"] >= 0
+    for name in NETWORKS:
+        assert latency[name]["latency_ms"] > 0 and latency[name]["spread"] >= 0
         # Predicted from the measured table: tracked, and of the order of what was measured.
-        assert latency[variant]["predicted_ms"] == metrics[variant]["latency_pred_ms"] > 0
-        assert 0.3 < metrics[variant]["latency_pred_ms"] / latency[variant]["latency_ms"] < 3
+        assert latency[name]["predicted_ms"] == metrics[name]["latency_pred_ms"] > 0
+        assert 0.3 < metrics[name]["latency_pred_ms"] / latency[name]["latency_ms"] < 3
     # What says whether the table still fits this machine (a processor's name does not).
-    ratios = sorted(latency[v]["latency_ms"] / latency[v]["predicted_ms"] for v in ("optimized", "uniform", "random"))
-    assert latency["device"]["measured_over_predicted"] == round(ratios[1], 3)
+    ratios = [latency[v]["latency_ms"] / latency[v]["predicted_ms"] for v in NETWORKS]
+    assert latency["device"]["measured_over_predicted"] == round(statistics.median(ratios), 3)
     assert metrics["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - metrics["uniform"]["top1"], abs=2e-3)
     # One seed: a gain but no interval, and never a win.
     assert metrics["seeds"] == 1 and metrics["gain_ci95_low"] is None and metrics["verdict"] == "within noise"
-    assert metrics["vs_random"]["verdict"] == "within noise"
+    # Against random: the draws' mean, and the searched network's place among the draws.
+    draw_top1 = [metrics[name]["top1"] for name in NETWORKS[2:]]
+    assert metrics["random"]["draws"] == 2 and metrics["random"]["top1"] == pytest.approx(sum(draw_top1) / 2, abs=2e-3)
+    vs = metrics["vs_random"]
+    assert vs["gain_top1"] == pytest.approx(metrics["optimized"]["top1"] - sum(draw_top1) / 2, abs=2e-3)
+    assert vs["verdict"] == "within noise" and vs["gain_ci95_low"] is None and vs["draws"] == 2
+    assert vs["rank_among_draws"] == 1 + sum(t >= metrics["optimized"]["top1"] for t in draw_top1)
     # The supernet's estimate of each network: the optimized one is the selected trajectory point,
     # scored as the search scored it; tau compares the estimates' order with the trained top-1's.
     projected = load(project, "stages/extrapolate/projected.json")
-    step = load(project, "stages/extrapolate/summary.json")["selected_step"]
-    point = next(p for p in load(project, "stages/search/trajectory.json")["points"] if p["step"] == step)
+    point = next(p for p in load(project, "stages/search/trajectory.json")["points"] if p["step"] == summary["selected_step"])
     assert projected["optimized"]["channels"] == point["channels"]
+    assert projected["optimized"]["flops"] == point["flops"]
     assert projected["optimized"]["supernet_top1"] == pytest.approx(point["accuracy"], abs=1e-3)
-    estimates = [projected[v]["supernet_top1"] for v in ("optimized", "uniform", "random")]
-    assert [metrics[v]["supernet_top1"] for v in ("optimized", "uniform", "random")] == estimates
-    trained = [metrics[v]["top1"] for v in ("optimized", "uniform", "random")]
+    for name in NETWORKS[2:]:  # each draw scaled to the searched point's projected FLOPs
+        assert abs(projected[name]["flops"] / point["flops"] - 1) <= abs(projected[name]["drawn_flops"] / point["flops"] - 1)
+    estimates = [projected[v]["supernet_top1"] for v in NETWORKS]
+    assert [metrics[v]["supernet_top1"] for v in NETWORKS] == estimates
+    trained = [metrics[v]["top1"] for v in NETWORKS]
     from slimnet.ranking import kendall_tau
 
     tau = kendall_tau(estimates, trained)
-    assert metrics["ranking"] == {"kendall_tau": None if tau is None else round(tau, 4), "networks": 3}
+    assert metrics["ranking"] == {"kendall_tau": None if tau is None else round(tau, 4), "networks": 4}
     cost = metrics["search_cost"]
     assert cost["supernet_train_flops"] > 0 and cost["search_flops"] > 0
     assert cost["direct_flops_est"] > cost["supernet_train_flops"] + cost["search_flops"] and cost["saving_x"] > 1
@@ -287,14 +311,19 @@ def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
     assert "Running stage 'evaluate'" in log and "Running stage 'extrapolate'" not in log, log
     metrics = load(project, "stages/evaluate/metrics.json")
     rows = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 * 2 and all(line in rows for line in before.splitlines())
-    top1 = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[2]) for r in rows[1:]}
-    gains = [top1[("optimized", s)] - top1[("uniform", s)] for s in ("0", "1")]
+    assert len(rows) == 1 + 4 * 2 and all(line in rows for line in before.splitlines())  # (variant, draw, seed)
+    top1 = {(r["variant"], r["draw"], r["seed"]): float(r["top1"]) for r in csv.DictReader(rows)}
+    gains = [top1[("optimized", "", s)] - top1[("uniform", "", s)] for s in ("0", "1")]
     assert metrics["seeds"] == 2 and metrics["gain_top1"] == pytest.approx(sum(gains) / 2, abs=2e-3)
     # Two seeds: t with one degree of freedom, 12.71 x |g0 - g1| / 2.
     half = 12.7062 * abs(gains[0] - gains[1]) / 2
     assert metrics["gain_ci95_high"] - metrics["gain_ci95_low"] == pytest.approx(2 * half, abs=5e-3)
     assert metrics["verdict"] in ("better", "worse", "within noise")
+    # Against the draws' mean seed by seed, with an interval now.
+    means = [(top1[("random", "0", s)] + top1[("random", "1", s)]) / 2 for s in ("0", "1")]
+    against = [top1[("optimized", "", s)] - means[i] for i, s in enumerate(("0", "1"))]
+    assert metrics["vs_random"]["gain_top1"] == pytest.approx(sum(against) / 2, abs=2e-3)
+    assert metrics["vs_random"]["gain_ci95_low"] is not None
     assert changed_stages(dvc(project, "status")) == []
 
 
@@ -376,8 +405,8 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
     assert [r["target_flops"] for r in rows] == [int(float(flops[:-1]) * 1e6), 4_000_000]
     assert rows[0]["flops"] > rows[1]["flops"] and abs(rows[1]["flops"] / 4e6 - 1) <= 0.01
     # Compared with the optimized network of the first seed (earlier tests may have added seeds).
-    seeds = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
-    first = next(float(line.split(",")[2]) for line in seeds if line.startswith("optimized,0,"))
+    seeds = csv.DictReader((project / "stages/evaluate/seeds.csv").read_text().splitlines())
+    first = next(float(row["top1"]) for row in seeds if row["variant"] == "optimized" and row["seed"] == "0")
     assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == pytest.approx(first, abs=1e-3)
     assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - first, abs=2e-3)
     assert rows[1]["individual"] is None  # no individually trained network at 4M in this run

@@ -151,7 +151,7 @@ def test_match_cost_within_one_percent(arch, fraction):
     template = small_uniform(arch)
     target = int(fraction * template.cost().flops)
     m = distinct_multipliers(arch, template.depth)
-    spec, k = match_cost(template, m, dict(template.channels), target, tolerance=0.01)
+    spec, k, _ = match_cost(template, m, dict(template.channels), target, tolerance=0.01)
     assert relative_error(spec.cost().flops, target) <= 0.01
     assert spec.depth == template.depth and spec.resolution == template.resolution
     assert k > 0
@@ -160,15 +160,31 @@ def test_match_cost_within_one_percent(arch, fraction):
 def test_match_cost_params():
     template = small_uniform("resnet18")
     target = int(0.7 * template.cost().params)
-    spec, _ = match_cost(template, {u: 1.0 for u in template.channels}, dict(template.channels), target, metric="params")
+    spec, _, _ = match_cost(template, {u: 1.0 for u in template.channels}, dict(template.channels), target, metric="params")
     assert relative_error(spec.cost().params, target) <= 0.01
 
 
 def test_match_cost_keeps_divisor_when_it_suffices():
     template = small_uniform("resnet50")
-    spec, _ = match_cost(template, {u: 1.0 for u in template.channels}, dict(template.channels), template.cost().flops)
+    spec, _, step = match_cost(template, {u: 1.0 for u in template.channels}, dict(template.channels), template.cost().flops)
     assert spec.cost().flops == template.cost().flops
-    assert all(c % 8 == 0 for c in spec.channels.values())
+    assert step == 8 and all(c % 8 == 0 for c in spec.channels.values())
+
+
+def test_match_cost_reports_its_grid_and_keeps_to_the_grids_given():
+    template = small_uniform("mobilenet_v2")
+    ones = {u: 1.0 for u in template.channels}
+    target = int(0.6 * template.cost().flops)
+    spec, _, step = match_cost(template, ones, dict(template.channels), target, steps=[4])
+    assert step == 4 and all(c % 4 == 0 for c in spec.channels.values())
+    assert relative_error(spec.cost().flops, target) <= 0.01
+    # A grid too coarse for the tolerance is not left for a finer one when only it is given.
+    with pytest.raises(SlimnetError, match="closest reachable"):
+        match_cost(template, ones, dict(template.channels), target, tolerance=1e-6, steps=[64])
+    uniform, _, step = uniform_baseline(
+        "mobilenet_v2", target, resolution=RESOLUTION, num_classes=CLASSES, depth=template.depth, steps=[2]
+    )
+    assert step == 2 and all(c % 2 == 0 for c in uniform.channels.values())
 
 
 def test_match_cost_unreachable_target_names_closest():
@@ -181,7 +197,7 @@ def test_match_cost_unreachable_target_names_closest():
 def test_uniform_baseline_within_one_percent(arch):
     reference = small_uniform(arch)
     target = int(0.6 * reference.cost().flops)
-    spec, width = uniform_baseline(
+    spec, width, _ = uniform_baseline(
         arch,
         target,
         resolution=RESOLUTION,
@@ -198,7 +214,7 @@ def test_uniform_baseline_far_below_narrowest_rounded_width():
     # Very narrow ResNet-50s merge units; the baseline falls back to per-unit rounding.
     reference = small_uniform("resnet50")
     target = int(0.003 * reference.cost().flops)
-    spec, _ = uniform_baseline("resnet50", target, resolution=RESOLUTION, num_classes=CLASSES, depth=reference.depth)
+    spec, _, _ = uniform_baseline("resnet50", target, resolution=RESOLUTION, num_classes=CLASSES, depth=reference.depth)
     assert set(spec.channels) == set(reference.channels)
     assert relative_error(spec.cost().flops, target) <= 0.01
 

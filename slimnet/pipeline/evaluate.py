@@ -17,20 +17,34 @@ from slimnet.latency import LatencyTable, current_device_matches, predict_spec_m
 from slimnet.measure import Timing, network_latency
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import DATA, STAGES, read_json, trained_model, write_csv, write_timings
+from slimnet.pipeline.networks import draw_of, trained_states
 from slimnet.ranking import kendall_tau
 from slimnet.scoring import accuracy
 from slimnet.search import Trajectory
-from slimnet.verdict import Comparison, mean_and_std, paired_gain
+from slimnet.verdict import Comparison, draws_mean, mean_and_std, paired_gain, rank_among_draws
 
 
-def load_trained(path: Path, device: torch.device) -> tuple[Network, ArchSpec]:
-    if not path.is_file():
-        raise SlimnetError(f"{path} not found: run `dvc repro train` first")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    spec = ArchSpec.model_validate(blob["spec"])
+def _network(spec: ArchSpec, state: dict, device: torch.device) -> Network:
     model = Network(spec.blueprint())
-    model.load_state_dict(blob["model"])
-    return model.to(device, memory_format=torch.channels_last).eval(), spec
+    model.load_state_dict(state)
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
+def draws_summary(draws: dict[str, dict]) -> dict:
+    """The random draws as one baseline: the mean and spread over the draws of each one's mean top-1
+    (over the seeds), their mean cost, and the mean of the supernet's estimates when there are any."""
+    top1 = [m["top1"] for m in draws.values()]
+    mean, std = mean_and_std(top1)
+    summary = {
+        "draws": len(draws),
+        "top1": round(mean, 3),
+        "top1_std": _rounded(std),  # over the draws, not the seeds
+        "flops": round(statistics.fmean(m["flops"] for m in draws.values())),
+        "params": round(statistics.fmean(m["params"] for m in draws.values())),
+    }
+    if all("supernet_top1" in m for m in draws.values()):
+        summary["supernet_top1"] = round(statistics.fmean(m["supernet_top1"] for m in draws.values()), 4)
+    return summary
 
 
 def _cpu_copy(model: Network) -> Network:
@@ -77,6 +91,17 @@ def verdict_keys(comparison: Comparison) -> dict:
     }
 
 
+def versus_draws(ours: list[float], draws: list[list[float]]) -> dict:
+    """The searched network against the random draws (each a list of top-1 over the same seeds):
+    the paired gain over the draws' mean seed by seed, its interval and verdict, and its rank
+    among the draws by mean top-1 (1: above every draw)."""
+    return {
+        **verdict_keys(paired_gain(ours, draws_mean(draws))),
+        "draws": len(draws),
+        "rank_among_draws": rank_among_draws(ours, draws),
+    }
+
+
 def run_evaluate(
     evaluate: EvaluateParams,
     train: TrainParams,
@@ -95,35 +120,55 @@ def run_evaluate(
     latency_device = torch.device(latency_params.device if latency_params.device == "cpu" or torch.cuda.is_available() else "cpu")
     metrics: dict = {"seeds": len(train.seeds)}
     timed: dict = {}
-    top1: dict[str, list[float]] = {}
+    top1: dict[str, list[float]] = {}  # per network (random: one per draw), seed by seed
+    losses: dict[str, list[float]] = {}
+    specs: dict[str, ArchSpec] = {}
+    draws: list[str] = []
     per_seed = []
     for variant in train.variants:
-        top1[variant], losses = [], []
         for seed in train.seeds:
-            model, spec = load_trained(trained_model(variant, seed), device)
-            accuracy_, loss = accuracy(model, test_set.batches(evaluate.batch_size, shuffle=False, augment=False))
-            top1[variant].append(accuracy_)
-            losses.append(loss)
-            per_seed.append({"variant": variant, "seed": seed, "top1": round(accuracy_, 3), "test_loss": round(loss, 5)})
-        mean, std = mean_and_std(top1[variant])
-        c = spec.cost()  # every seed trains the same architecture
-        metrics[variant] = {
+            for name, (spec, state) in trained_states(trained_model(variant, seed), variant).items():
+                model = _network(spec, state, device)
+                accuracy_, loss = accuracy(model, test_set.batches(evaluate.batch_size, shuffle=False, augment=False))
+                top1.setdefault(name, []).append(accuracy_)
+                losses.setdefault(name, []).append(loss)
+                specs[name] = spec  # every seed trains the same architecture
+                if seed == train.seeds[-1]:  # latency depends on the architecture alone: the last seed's
+                    timed[name] = (_cpu_copy(model), spec)
+                if variant == "random" and name not in draws:
+                    draws.append(name)
+                draw = draw_of(name)
+                per_seed.append(
+                    {
+                        "variant": variant,
+                        "draw": "" if draw is None else draw,
+                        "seed": seed,
+                        "top1": round(accuracy_, 3),
+                        "test_loss": round(loss, 5),
+                    }
+                )
+    for name, values in top1.items():
+        if len(values) != len(train.seeds):
+            raise SlimnetError(f"{name} is trained for {len(values)} of {len(train.seeds)} seeds: rerun `dvc repro train`")
+        mean, std = mean_and_std(values)
+        c = specs[name].cost()
+        metrics[name] = {
             "top1": round(mean, 3),  # mean over the seeds
             "top1_std": _rounded(std),
-            "test_loss": round(mean_and_std(losses)[0], 5),
+            "test_loss": round(mean_and_std(losses[name])[0], 5),
             "flops": c.flops,
             "params": c.params,
             "memory_mb": round(c.memory / 2**20, 3),
             # Predicted from the measured table: a pure function of it and the spec, so a metric.
-            "latency_pred_ms": round(predict_spec_ms(table, spec), 3),
+            "latency_pred_ms": round(predict_spec_ms(table, specs[name]), 3),
         }
-        timed[variant] = (_cpu_copy(model), spec)  # latency depends on the architecture alone: the last seed's
+    networks = list(top1)
     # Every network measured interleaved, block by block: a burst of load hits them alike.
     timing = Timing(threads=latency_params.threads, repeats=evaluate.latency_runs)
     measured = network_latency({v: (m, s.in_channels, s.resolution) for v, (m, s) in timed.items()}, timing, latency_device)
     latency = {
         v: {"latency_ms": round(measured[v].ms, 3), "predicted_ms": metrics[v]["latency_pred_ms"], **measured[v].as_dict()}
-        for v in train.variants
+        for v in networks
     }
     latency["device"] = {
         "measured_on": latency_device.type,
@@ -132,20 +177,25 @@ def run_evaluate(
         # A processor's name does not tell its speed (two "AMD EPYC" machines differed 3x here):
         # how far the measurement is from the prediction says whether the table still fits.
         "measured_over_predicted": round(
-            statistics.median(latency[v]["latency_ms"] / latency[v]["predicted_ms"] for v in train.variants), 3
+            statistics.median(latency[v]["latency_ms"] / latency[v]["predicted_ms"] for v in networks), 3
         ),
     }
     # The search-quality diagnostic: does the supernet rank the trained networks as training does?
     projected = read_json(STAGES / "extrapolate" / "projected.json", "extrapolate")
-    estimates = [projected[v]["supernet_top1"] for v in train.variants]
-    for variant, estimate in zip(train.variants, estimates):
-        metrics[variant]["supernet_top1"] = estimate
-    tau = kendall_tau(estimates, [metrics[v]["top1"] for v in train.variants])
+    missing = [name for name in networks if name not in projected]
+    if missing:
+        raise SlimnetError(f"stages/extrapolate/projected.json has no {missing[0]}: rerun `dvc repro extrapolate`")
+    estimates = [projected[name]["supernet_top1"] for name in networks]
+    for name, estimate in zip(networks, estimates):
+        metrics[name]["supernet_top1"] = estimate
+    tau = kendall_tau(estimates, [metrics[name]["top1"] for name in networks])
     metrics["ranking"] = {"kendall_tau": _rounded(tau, 4), "networks": len(estimates)}
-    # The verdict: optimized against uniform, seed by seed (and against random when it is trained).
+    # The verdict: optimized against uniform, seed by seed; against random (when it is trained)
+    # seed by seed against the draws' mean, and its place among the draws.
     metrics.update(verdict_keys(paired_gain(top1["optimized"], top1["uniform"])))
-    if "random" in top1:
-        metrics["vs_random"] = verdict_keys(paired_gain(top1["optimized"], top1["random"]))
+    if draws:
+        metrics["random"] = draws_summary({name: metrics[name] for name in draws})
+        metrics["vs_random"] = versus_draws(top1["optimized"], [top1[name] for name in draws])
     full = load_spec(STAGES / "extrapolate" / "reference.json")
     metrics["search_cost"] = search_cost(meta, supernet_metrics, search_metrics, trajectory.reference, full)
     atomic.write_json(out_dir / "metrics.json", metrics)
@@ -162,8 +212,12 @@ def run_evaluate(
         for p in trajectory.points
     ]
     rows += [
-        {"flops": metrics[v]["flops"], "accuracy": metrics[v]["top1"], "series": f"{v} (test, mean of {len(train.seeds)})"}
-        for v in train.variants
+        {
+            "flops": metrics[name]["flops"],
+            "accuracy": metrics[name]["top1"],
+            "series": f"{'random draws' if name in draws else name} (test, mean of {len(train.seeds)})",
+        }
+        for name in networks
     ]
     write_csv(out_dir / "accuracy_vs_flops.csv", rows)
     return {**metrics, "latency": latency}

@@ -1,17 +1,20 @@
-"""extrapolate stage: the trajectory point for the budgets, mapped to the full network and matched to the binding budget, and the uniform baseline on it."""
+"""extrapolate stage: the trajectory point for the budgets, mapped to the full network and matched to the binding budget, and the uniform and random baselines on it."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from slimnet import atomic, transfer
 from slimnet.arch import save_spec
-from slimnet.baselines import projected_uniform, random_network
+from slimnet.baselines import projected_uniform
 from slimnet.budgets import METRICS, Budget, Costs, extrapolate_within
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams, SupernetParams
+from slimnet.flops import cost
 from slimnet.latency import LatencyTable, predict_spec_ms
 from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, write_csv
 from slimnet.pipeline.estimates import supernet_estimates
+from slimnet.pipeline.networks import random_name, save_random_specs
 from slimnet.pipeline.specs import full_uniform
 from slimnet.search import Trajectory
 from slimnet.space import ChannelSpace
@@ -30,8 +33,13 @@ def run_extrapolate(
     full = full_uniform(model, meta)
     budgets = [Budget(metric, getattr(search, metric)) for metric in METRICS if getattr(search, metric) is not None]
     costs = Costs(table)
+    space = ChannelSpace.around(
+        trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor
+    )
     # Every budget is checked against the trajectory before any matching: an impossible one
-    # fails here, naming itself and its possible range, with nothing written.
+    # fails here, naming itself and its possible range, with nothing written. The random
+    # baselines: draws from the supernet's space, carried over like the selected point and
+    # matched to the optimized network's cost, on the same channel grid as it and uniform.
     result = extrapolate_within(
         trajectory.points,
         budgets,
@@ -42,37 +50,20 @@ def run_extrapolate(
         divisor=model.divisor,
         tolerance=extrapolate.tolerance,
         point_rule=extrapolate.point,
+        space=space,
+        random_draws=extrapolate.random_draws,
     )
     optimized, uniform = result["optimized"], result["uniform"]
-    # The random baseline: a draw from the supernet's space, at the optimized network's cost.
-    metric = result["binding"]
-    space = ChannelSpace.around(
-        trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor
-    )
-    random, drawn = random_network(
-        space,
-        projected_uniform=trajectory.reference,
-        full_uniform=full,
-        target=costs.of_spec(metric, optimized),
-        metric=metric,
-        measure=costs.function(metric),
-        stacking=extrapolate.stacking,
-        divisor=model.divisor,
-        tolerance=extrapolate.tolerance,
-        seed=extrapolate.random_seed,
-    )
+    randoms = {random_name(seed): spec for seed, spec in result["random"].items()}
+    networks = {"optimized": optimized, "uniform": uniform, **randoms}
+    per_layer = {name: transfer.channels_per_layer(spec) for name, spec in networks.items()}
     rows = []
-    layers = zip(*(transfer.channels_per_layer(spec) for spec in (optimized, uniform, random)))
-    for opt_row, uni_row, random_row in layers:
-        rows.append(
-            {
-                "layer": opt_row["layer"],
-                "name": opt_row["name"],
-                "optimized": opt_row["channels"],
-                "uniform": uni_row["channels"],
-                "random": random_row["channels"],
-            }
-        )
+    for index, first in enumerate(per_layer["optimized"]):
+        row = {"layer": first["layer"], "name": first["name"]}
+        row.update({name: layers[index]["channels"] for name, layers in per_layer.items()})
+        # One line for the plot whatever the number of draws: the draws' mean width of each layer.
+        row["random_mean"] = round(statistics.fmean(per_layer[name][index]["channels"] for name in randoms), 2)
+        rows.append(row)
     write_csv(out_dir / "channels.csv", rows)
     summary = {
         "target": {metric: getattr(search, metric) for metric in METRICS},
@@ -80,29 +71,37 @@ def run_extrapolate(
         "selected_step": result["selected_step"],
         "multiplier": result["multiplier"],
         "uniform_width": result["uniform_width"],
+        # The channel grid every network is matched on: model.divisor, or where one of them cannot
+        # land within extrapolate.tolerance on it, the coarsest of 4, 2, 1 where all of them do
+        # (then divisor_fallback is true).
+        "divisor": result["divisor"],
+        "divisor_fallback": result["divisor_fallback"],
         "full_uniform": _costs(full, table),
-        "optimized": _costs(optimized, table),
-        "uniform": _costs(uniform, table),
-        "random": _costs(random, table),
+        **{name: _costs(spec, table) for name, spec in networks.items()},
     }
     atomic.write_json(out_dir / "summary.json", summary)
     save_spec(full, out_dir / "reference.json")
     save_spec(uniform, out_dir / "uniform.json")
     save_spec(optimized, out_dir / "optimized.json")
-    save_spec(random, out_dir / "random.json")
+    save_random_specs(randoms, out_dir / "random.json")
     # Each network as the supernet configuration it stands for, and the supernet's estimate of
-    # it, so evaluate can check that the supernet ranks the networks as training does.
+    # it, so evaluate can check that the supernet ranks the networks as training does. A draw's
+    # configuration is the one carried over: scaled to the selected point's projected FLOPs.
     selected = next(p for p in trajectory.points if p.step == result["selected_step"])
     configs = {
         "optimized": dict(selected.channels),
         "uniform": projected_uniform(space, trajectory.reference, uniform, full),
-        "random": drawn,
+        **{random_name(seed): config for seed, config in result["random_projected"].items()},
     }
     estimates = supernet_estimates(configs, search, pick_device("auto"))
-    atomic.write_json(
-        out_dir / "projected.json",
-        {name: {"supernet_top1": estimates[name], "channels": config} for name, config in configs.items()},
-    )
+    resolution = trajectory.reference.resolution
+    projected = {
+        name: {"supernet_top1": estimates[name], "flops": cost(space.blueprint, config, resolution).flops, "channels": config}
+        for name, config in configs.items()
+    }
+    for seed, drawn in result["random_drawn"].items():  # what the draw cost before it was scaled
+        projected[random_name(seed)]["drawn_flops"] = cost(space.blueprint, drawn, resolution).flops
+    atomic.write_json(out_dir / "projected.json", projected)
     return summary
 
 

@@ -1,4 +1,4 @@
-"""train stage: one variant trained from scratch with the shared recipe and one seed."""
+"""train stage: one variant (random: every draw) trained from scratch with the shared recipe and one seed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.arch import load_spec
 from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import TrainParams
 from slimnet.data import load_split
@@ -15,6 +14,7 @@ from slimnet.distributed import SINGLE, World
 from slimnet.errors import SlimnetError
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
+from slimnet.pipeline.networks import trained_blob, variant_specs
 from slimnet.progress import reporter
 from slimnet.train import train_network
 
@@ -30,41 +30,52 @@ def run_train(
     sync_bn: bool = False,
 ) -> dict:
     """Train one variant with one seed (on every rank of ``world``); rank 0 writes
-    ``out_dir/<variant>/<seed>/``: the model, its curves and its metrics."""
+    ``out_dir/<variant>/<seed>/``: the model, its curves and its metrics. The random variant
+    trains every draw of stages/extrapolate/random.json and writes them all there (by name)."""
     if variant not in VARIANTS:
         raise SlimnetError(f"--variant {variant!r}: choose one of {', '.join(VARIANTS)}")
     if seed not in train.seeds:
         raise SlimnetError(f"--seed {seed}: not in train.seeds {train.seeds}; add it there (dvc.yaml trains each listed seed)")
     recipe = train.with_seed(seed)
-    spec = load_spec(STAGES / "extrapolate" / f"{variant}.json")
+    specs = variant_specs(variant)  # one network, or (random) one per draw, each trained with this seed
     train_set = load_split(DATA / "full" / "train.pt", device)
     val_set = load_split(DATA / "full" / "val.pt", device)
-    torch.manual_seed(recipe.seed)  # same initialization stream for every variant
-    model = Network(spec.blueprint())
-    key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
-    checkpoints = Checkpoints(CHECKPOINTS / "train" / variant / str(seed), key)
-    with reporter(silent=not world.is_main) as report:
-        model, curves, summary = train_network(
-            model,
-            train_set,
-            val_set,
-            recipe=recipe,
-            checkpoints=checkpoints,
-            device=device,
-            report=report,
-            name=variant,
-            world=world,
-            sync_bn=sync_bn,
-        )
-    timings = {key: summary.pop(key) for key in ("train_seconds", "allreduce_seconds") if key in summary}
+    trained, summaries, rows, timings = {}, {}, [], {}
+    checkpoints = []
+    for name, spec in specs.items():
+        torch.manual_seed(recipe.seed)  # same initialization stream for every network
+        model = Network(spec.blueprint())
+        run_key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
+        # Kept until every network of the stage is trained: a rerun after a kill skips finished draws.
+        checkpoints.append(Checkpoints(CHECKPOINTS / "train" / variant / str(seed), run_key))
+        with reporter(silent=not world.is_main) as report:
+            model, curves, summary = train_network(
+                model,
+                train_set,
+                val_set,
+                recipe=recipe,
+                checkpoints=checkpoints[-1],
+                device=device,
+                report=report,
+                name=name,
+                world=world,
+                sync_bn=sync_bn,
+            )
+        timings[name] = {key: summary.pop(key) for key in ("train_seconds", "allreduce_seconds") if key in summary}
+        trained[name] = (spec, {k: v.cpu() for k, v in model.state_dict().items()})
+        summaries[name] = summary
+        rows += [{"network": name, **row} if variant == "random" else row for row in curves]
+    # One network: its figures as they always were; random: each draw's under its name.
+    result = {name: {**summaries[name], **timings[name]} for name in specs}
+    if variant != "random":
+        summaries, timings, result = summaries[variant], timings[variant], result[variant]
     if not world.is_main:
-        return {**summary, **timings}
+        return result
     target = out_dir / variant / str(seed)
-    atomic.save_torch(
-        target / "model.pt", {"spec": spec.model_dump(mode="json"), "model": {k: v.cpu() for k, v in model.state_dict().items()}}
-    )
-    write_csv(target / "curves.csv", curves)
-    atomic.write_json(target / "metrics.json", summary)
+    atomic.save_torch(target / "model.pt", trained_blob(trained, variant))
+    write_csv(target / "curves.csv", rows)
+    atomic.write_json(target / "metrics.json", summaries)
     write_timings(target, timings)
-    checkpoints.clear()
-    return {**summary, **timings}
+    for done in checkpoints:
+        done.clear()
+    return result
