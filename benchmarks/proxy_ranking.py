@@ -1,7 +1,7 @@
 """Whose ranking fails: the supernet's, or the projected problem's?
 
 The study trains each network (optimized, uniform, random) from scratch on the full problem, and
-the supernet ranks them the other way round (README, "The study"). Two things stand between the
+the supernet ranks them the other way round (study/README.md). Two things stand between the
 two rankings: weight sharing (the supernet's scores come from shared, undertrained weights) and
 the projection (16 px, half depth, 20% of the images). This script separates them: it trains each
 variant's *projected* configuration (stages/extrapolate/projected.json, the configuration the
