@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
+from slimnet.baselines import draw_configuration, scale_onto_choices
 from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import load_params, parse_size
 from slimnet.data import fixed_batches, load_split
@@ -53,23 +54,6 @@ from slimnet.supernet import load_supernet_file
 from slimnet.train import train_network
 
 BOOTSTRAP = 2000
-
-
-def scaled_into_space(space: ChannelSpace, shares: dict[str, float], target: int, resolution: int) -> dict[str, int]:
-    """Each unit at ``k * share`` of its maximum, on the nearest of its choices, with the one k
-    (bisected) that brings the configuration's FLOPs nearest ``target``."""
-
-    def config(k: float) -> dict[str, int]:
-        return {u: min(c, key=lambda x: (abs(x - k * shares[u] * c[-1]), x)) for u, c in space.choices.items()}
-
-    def flops(k: float) -> int:
-        return cost(space.blueprint, config(k), resolution).flops
-
-    low, high = 0.0, 4.0
-    for _ in range(60):
-        middle = (low + high) / 2
-        low, high = (middle, high) if flops(middle) < target else (low, middle)
-    return min((config(low), config(high)), key=lambda c: abs(cost(space.blueprint, c, resolution).flops - target))
 
 
 def selected_point(trajectory: Trajectory, ratio: float) -> dict[str, int]:
@@ -123,11 +107,9 @@ def main() -> None:
     for budget in args.budgets:
         ratio = parse_size(budget) / full.cost().flops
         target = round(ratio * projected.cost().flops)
-        pool = {"uniform": scaled_into_space(space, {u: 1.0 for u in space.choices}, target, resolution)}
-        for draw in range(args.draws):
-            drawn = space.sample(torch.Generator().manual_seed(draw))
-            shares = {u: drawn[u] / space.choices[u][-1] for u in drawn}
-            pool[f"random{draw}"] = scaled_into_space(space, shares, target, resolution)
+        pool = {"uniform": scale_onto_choices(space, space.maximum, target, resolution)}
+        for draw in range(args.draws):  # the draws extrapolate scores, at this cost
+            pool[f"random{draw}"] = draw_configuration(space, draw, flops=target, resolution=resolution)[0]
         for path, trajectory in trajectories.items():
             pool[f"searched:{path.parent.name or path.stem}"] = selected_point(trajectory, ratio)
         pools[budget] = pool
