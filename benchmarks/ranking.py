@@ -1,7 +1,7 @@
 """Does the supernet rank networks of equal cost as training them does? The ranking benchmark.
 
     python benchmarks/ranking.py [--budgets 6M 8M] [--draws 10] [--supernet stages/supernet/supernet.pt ...]
-        [--trajectory stages/search/trajectory.json ...] [--shard 0/2] [--threads 1]
+        [--trajectory stages/search/trajectory.json ...] [--shard 0/2] [--threads 1] [--judge-epochs 2]
 
 For each budget (a full-network FLOPs target), the projected problem's equivalent cost is the
 target's share of the full uniform network times the projected uniform network's FLOPs (the
@@ -17,6 +17,10 @@ against the trained top-1 with a bootstrap 95% interval, and the regret of the s
 the best trained top-1 minus that of the configuration the estimate ranks first. With several
 ``--trajectory`` files it prints the cosine similarity of their selected points' per-unit width
 multipliers (two supernet seeds, two held-out samples: how stable the decision is).
+
+``--judge-epochs E`` trains every configuration a second time for E epochs and prints Kendall's
+tau between the two judges per budget: whether a short training ranks equal-cost networks as a
+longer one does (the study's 2-epoch trainings are such a judge).
 
 ``--shard i/n`` trains every n-th configuration from the i-th (run n processes side by side with
 one thread each; a last run without --shard reads them all back and reports). Run where `dvc
@@ -72,6 +76,33 @@ def bootstrap_tau(x: list[float], y: list[float], rng: random.Random) -> tuple[f
     return taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]
 
 
+def train_alone(
+    jobs: list[str], recipe: Recipe, *, projected, train_set, val_set, judge, scratch: Path, seed: int
+) -> dict[str, float]:
+    """Each configuration (JSON of its channels) trained alone with ``recipe``: top-1 on ``judge``,
+    cached under ``scratch`` keyed by spec and recipe."""
+    alone: dict[str, float] = {}
+    for job in jobs:
+        channels = json.loads(job)
+        spec = projected.with_channels(channels)
+        key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
+        done = scratch / f"{key}.json"
+        if not done.is_file():
+            started = time.perf_counter()
+            torch.manual_seed(seed)
+            checkpoints = Checkpoints(scratch / "checkpoints", key)
+            with reporter(silent=True) as report:
+                network, _, _ = train_network(
+                    Network(spec.blueprint()), train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=torch.device("cpu"), report=report
+                )
+            top1 = accuracy(network, judge)[0]
+            atomic.write_json(done, {"top1": top1, "flops": spec.cost().flops, "channels": channels})
+            checkpoints.clear()
+            print(f"trained {key[:10]} ({recipe.epochs} epochs): {top1:.2f}% ({time.perf_counter() - started:.0f} s)", flush=True)
+        alone[job] = json.loads(done.read_text())["top1"]
+    return alone
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -86,6 +117,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--scratch", type=Path, default=Path(".checkpoints/ranking"))
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parser.add_argument(
+        "--judge-epochs", type=int, nargs="*", default=[], help="also train each configuration this long: does a shorter judge rank alike?"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -136,31 +170,31 @@ def main() -> None:
     if args.shard:
         index, count = (int(n) for n in args.shard.split("/"))
         jobs = jobs[index::count]
-    alone: dict[str, float] = {}
-    for job in jobs:
-        channels = json.loads(job)
-        spec = projected.with_channels(channels)
-        key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
-        done = args.scratch / f"{key}.json"
-        if not done.is_file():
-            started = time.perf_counter()
-            torch.manual_seed(args.seed)
-            checkpoints = Checkpoints(args.scratch / "checkpoints", key)
-            with reporter(silent=True) as report:
-                network, _, _ = train_network(
-                    Network(spec.blueprint()), train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report
-                )
-            top1 = accuracy(network, judge)[0]
-            atomic.write_json(done, {"top1": top1, "flops": spec.cost().flops, "channels": channels})
-            checkpoints.clear()
-            print(f"trained {key[:10]}: {top1:.2f}% ({time.perf_counter() - started:.0f} s)", flush=True)
-        alone[job] = json.loads(done.read_text())["top1"]
+    common = dict(projected=projected, train_set=train_set, val_set=val_set, judge=judge, scratch=args.scratch, seed=args.seed)
+    alone = train_alone(jobs, recipe, **common)
+    # A second judge: the same configurations trained for another number of epochs.
+    second = {e: train_alone(jobs, recipe.model_copy(update={"epochs": e}), **common) for e in args.judge_epochs}
     if args.shard:
         return
 
     eval_images = args.eval_images or params.search.eval_images
-    report: dict = {"recipe": recipe.recipe_fields(), "eval_images": eval_images, "budgets": {}}
+    report: dict = {"recipe": recipe.recipe_fields(), "eval_images": eval_images, "budgets": {}, "judges": {}}
     rng = random.Random(0)
+    for epochs, other in second.items():
+        for budget, pool in pools.items():
+            keys = [json.dumps(c, sort_keys=True) for c in pool.values()]
+            x, y = [other[k] for k in keys], [alone[k] for k in keys]
+            tau = kendall_tau(x, y)
+            low, high = bootstrap_tau(x, y, rng)
+            print(
+                f"{budget}: judges of {epochs} and {recipe.epochs} epochs over {len(keys)} configurations: tau {tau:+.3f} "
+                f"[{low:+.3f}, {high:+.3f}]; top-1 {statistics.fmean(x):.2f} and {statistics.fmean(y):.2f} on average"
+            )
+            report["judges"].setdefault(budget, {})[str(epochs)] = {
+                "tau": tau,
+                "ci95": [low, high],
+                "top1": dict(zip(pool, x)),
+            }
     for path in args.supernet:
         network, _, supernet_space = load_supernet_file(path, device)
         if supernet_space.choices != space.choices:

@@ -83,13 +83,52 @@ def most_seeds_per_target(found: list[tuple[str, dict, dict]]) -> list[tuple[str
     return list(best.values())
 
 
+def draws_per_target(found: list[tuple[str, dict, dict]]) -> dict[str, tuple[str, dict, dict]]:
+    """Per budget, the experiment that trained the random draws (most seeds first): the study
+    trains them at fewer seeds than optimized and uniform (study.sh DRAW_SEEDS)."""
+    best: dict = {}
+    for name, params, metrics in found:
+        if "random" not in metrics or is_direct(params):
+            continue
+        target = json.dumps([(params.get("search") or {}).get("flops"), point_rule(params)])
+        if target not in best or metrics.get("seeds", 1) > best[target][2].get("seeds", 1):
+            best[target] = (name, params, metrics)
+    return best
+
+
+def with_draws(chosen: list[tuple[str, dict, dict]], found: list[tuple[str, dict, dict]]) -> list[tuple[str, dict, dict]]:
+    """The chosen experiments, each lacking random given its budget's draws experiment beside it."""
+    draws = draws_per_target(found)
+    extra = []
+    for name, params, metrics in chosen:
+        target = json.dumps([(params.get("search") or {}).get("flops"), point_rule(params)])
+        if "random" not in metrics and not is_direct(params) and target in draws:
+            extra.append(draws[target])
+    return chosen + extra
+
+
+def welch(a: dict, b: dict, a_n: int, b_n: int) -> tuple[float, float | None, float | None]:
+    """Difference of two means (top1, top1_std over a_n and b_n values) with a Welch 95% interval."""
+    gain = a["top1"] - b["top1"]
+    s1, s2 = a["top1_std"], b["top1_std"]
+    if s1 is None or s2 is None or a_n < 2 or b_n < 2:
+        return gain, None, None
+    v1, v2 = s1**2 / a_n, s2**2 / b_n
+    se = math.sqrt(v1 + v2)
+    dof = round((v1 + v2) ** 2 / max(v1**2 / (a_n - 1) + v2**2 / (b_n - 1), 1e-12)) if se > 0 else a_n + b_n - 2
+    half = t975(max(1, dof)) * se
+    return gain, gain - half, gain + half
+
+
 def t975(dof: int) -> float:
     from slimnet.verdict import t975 as quantile
 
     return quantile(dof)
 
 
-def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
+def rows_of(experiments: list[tuple[str, dict, dict]], draws_only: frozenset[str] = frozenset()) -> list[dict]:
+    """One row per experiment and variant; from the experiments in ``draws_only`` (the draws'
+    experiment beside a budget's main one), the random row alone."""
     rows = []
     for name, params, metrics in experiments:
         seeds = metrics.get("seeds", 1)
@@ -98,6 +137,8 @@ def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
         for variant in VARIANTS:
             if variant not in metrics or (direct and variant != "optimized"):
                 continue  # a direct experiment's uniform network is the projected one's, trained alike
+            if name in draws_only and variant != "random":
+                continue
             m = metrics[variant]
             std = m.get("top1_std")
             n = m.get("draws", seeds)  # random: the mean of its draws, its spread over the draws
@@ -120,13 +161,34 @@ def rows_of(experiments: list[tuple[str, dict, dict]]) -> list[dict]:
                     "ci95_high": metrics.get("gain_ci95_high") if variant == "optimized" else None,
                     "verdict": metrics.get("verdict") if variant == "optimized" else None,
                     "vs_random": (metrics.get("vs_random") or {}).get("verdict") if variant == "optimized" else None,
+                    "vs_random_gain": (metrics.get("vs_random") or {}).get("gain_top1") if variant == "optimized" else None,
+                    "vs_random_low": (metrics.get("vs_random") or {}).get("gain_ci95_low") if variant == "optimized" else None,
+                    "vs_random_high": (metrics.get("vs_random") or {}).get("gain_ci95_high") if variant == "optimized" else None,
+                    "draws": m.get("draws") if variant == "random" else None,
                     "search_flops": _search_flops(cost) if variant == "optimized" else None,
                 }
             )
             if direct:
                 rows[-1].update(variant="direct", gain_vs_uniform=None, ci95_low=None, ci95_high=None, verdict=None)
                 rows[-1].update(vs_random=None, supernet_top1=None)  # another supernet's estimate: not comparable
+    against_separate_draws(rows)
     return sorted(rows, key=lambda r: (r["flops"], r["point"] != "ratio", VARIANTS.index(r["variant"])))
+
+
+def against_separate_draws(rows: list[dict]) -> None:
+    """Where the draws were trained in another experiment (at fewer seeds), the optimized row's
+    comparison with them: its mean over its seeds minus the draws' mean, with a Welch interval
+    (unpaired: the draws' spread holds their training noise and their differences)."""
+    from slimnet.verdict import verdict_of
+
+    draws = {(r["target"], r["point"]): r for r in rows if r["variant"] == "random"}
+    for row in rows:
+        r = draws.get((row["target"], row["point"]))
+        if row["variant"] != "optimized" or row["vs_random"] is not None or r is None or r["experiment"] == row["experiment"]:
+            continue
+        gain, low, high = welch(row, r, row["seeds"], r["draws"] or 1)
+        row.update(vs_random=verdict_of(low, high), vs_random_gain=round(gain, 3))
+        row.update(vs_random_low=None if low is None else round(low, 3), vs_random_high=None if high is None else round(high, 3))
 
 
 def _search_flops(cost: dict) -> int | None:
@@ -142,15 +204,10 @@ def versus_direct(projected: dict, direct: dict | None) -> str:
     other), and what the projection saved, both measured."""
     if direct is None:
         return "-"
-    gain = projected["top1"] - direct["top1"]
+    gain, low, high = welch(projected, direct, projected["seeds"], direct["seeds"])
     text = f"{gain:+.2f}"
-    s1, s2, n1, n2 = projected["top1_std"], direct["top1_std"], projected["seeds"], direct["seeds"]
-    if s1 is not None and s2 is not None and n1 > 1 and n2 > 1:
-        v1, v2 = s1**2 / n1, s2**2 / n2
-        se = math.sqrt(v1 + v2)
-        dof = round((v1 + v2) ** 2 / max(v1**2 / (n1 - 1) + v2**2 / (n2 - 1), 1e-12)) if se > 0 else n1 + n2 - 2
-        half = t975(max(1, dof)) * se
-        text += f" [{gain - half:+.2f}, {gain + half:+.2f}]"
+    if low is not None:
+        text += f" [{low:+.2f}, {high:+.2f}]"
     if projected.get("search_flops") and direct.get("search_flops"):
         text += f", search {direct['search_flops'] / projected['search_flops']:.1f}x cheaper"
     return text
@@ -174,27 +231,44 @@ def cell(row: dict | None) -> str:
     return "-" if row is None else f"{row['top1']:.2f} ± {fmt(row['top1_std'])} ({row['flops'] / 1e6:.2f}M)"
 
 
+def cell_draws(row: dict | None) -> str:
+    """The draws' mean ± their spread, how many, and at how many seeds each."""
+    if row is None:
+        return "-"
+    return f"{row['top1']:.2f} ± {fmt(row['top1_std'])} ({row['draws']} draws x {row['seeds']} seed{'s' * (row['seeds'] > 1)}, {row['flops'] / 1e6:.2f}M)"
+
+
 def table(rows: list[dict]) -> str:
     by_experiment: dict[str, dict[str, dict]] = {}
     for row in rows:
         by_experiment.setdefault(row["experiment"], {})[row["variant"]] = row
     directs = {(row["target"], row["point"]): row for row in rows if row["variant"] == "direct"}
-    header = "| target | seeds | optimized top-1 | uniform top-1 | random top-1 | gain vs uniform [95% CI] | verdict | vs random |"
+    header = "| target | seeds | optimized top-1 | uniform top-1 | random draws top-1 | gain vs uniform [95% CI] | verdict | vs the draws' mean [95% CI] |"
     if directs:
         header += " direct top-1 | optimized - direct [95% CI], search cost |"
     lines = [header, "|---" * header.count(" | ") + "|---|"]
+    randoms = {(row["target"], row["point"]): row for row in rows if row["variant"] == "random"}
     projected = [v for v in by_experiment.values() if "optimized" in v]
     for variants in sorted(projected, key=lambda v: (target_size(v["optimized"]), v["optimized"]["point"] != "ratio")):
         o = variants["optimized"]
 
         interval = f"{o['gain_vs_uniform']:+.2f} [{fmt(o['ci95_low'], '+.2f')}, {fmt(o['ci95_high'], '+.2f')}]"
         target = o["target"] if o["point"] == "ratio" else f"{o['target']} (point: {o['point']})"
-        line = f"| {target} | {o['seeds']} | {cell(o)} | {cell(variants.get('uniform'))} | {cell(variants.get('random'))} | {interval} | {o['verdict']} | {fmt(o['vs_random'], 's')} |"
+        random = randoms.get((o["target"], o["point"]))
+        versus = "-" if o["vs_random_gain"] is None else f"{o['vs_random_gain']:+.2f}"
+        if o["vs_random_low"] is not None:
+            versus += f" [{o['vs_random_low']:+.2f}, {o['vs_random_high']:+.2f}]"
+        versus += f" {fmt(o['vs_random'], 's')}"
+        line = f"| {target} | {o['seeds']} | {cell(o)} | {cell(variants.get('uniform'))} | {cell_draws(random)} | {interval} | {o['verdict']} | {versus} |"
         if directs:
             direct = directs.get((o["target"], o["point"]))
             line += f" {cell(direct)} | {versus_direct(o, direct)} |"
         lines.append(line)
-    footer = "top-1: mean ± standard deviation over seeds (FLOPs); gain: paired, seed by seed."
+    footer = (
+        "top-1: mean ± standard deviation over seeds (FLOPs); random: the draws' mean ± their spread; gain vs uniform:\n"
+        "paired, seed by seed; vs the draws: paired by seed where the draws trained at every seed, else the optimized\n"
+        "mean minus the draws' mean with a Welch interval."
+    )
     tau, count = ranking(rows)
     if tau is not None:
         footer += (
@@ -269,9 +343,12 @@ def seed_rows(rows: list[dict], shown: list[dict]) -> list[dict]:
             print(f"no seeds.csv for {name}: {shown_file.stderr.strip().splitlines()[:1]}", file=sys.stderr)
             continue
         direct = first["variant"] == "direct"
+        draws_only = all(r["variant"] == "random" for r in rows if r["experiment"] == name)
         for seed in csv.DictReader(shown_file.stdout.splitlines()):
             if direct and seed["variant"] != "optimized":
                 continue  # the direct experiment's uniform networks are the projected one's
+            if draws_only and seed["variant"] != "random":
+                continue  # its optimized and uniform networks are the main experiment's first seed
             out.append(
                 {
                     "target": first["target"],
@@ -326,7 +403,11 @@ def main() -> None:
         else subprocess.run(["dvc", "exp", "show", "--json"], check=True, capture_output=True, text=True).stdout
     )
     shown = json.loads(text)
-    rows = rows_of(most_seeds_per_target(experiments(shown)))
+    found = experiments(shown)
+    chosen = most_seeds_per_target(found)
+    names = {name for name, _, _ in chosen}
+    both = with_draws(chosen, found)
+    rows = rows_of(both, draws_only=frozenset(name for name, _, _ in both if name not in names))
     if not rows:
         sys.exit("no experiment has evaluate's metrics: run scripts/study.sh first")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -212,6 +212,30 @@ def _largest_k(
     return low
 
 
+def selected_index(
+    trajectory: Sequence[TrajectoryPoint],
+    budgets: Sequence[Budget],
+    *,
+    projected_uniform: ArchSpec,
+    full_uniform: ArchSpec,
+    costs: Costs,
+    stacking: str,
+    divisor: int,
+    point_rule: Literal["ratio", "stacked"] = "ratio",
+) -> int:
+    """Index of the trajectory point the budgets select (see :func:`extrapolate_within`); an
+    impossible budget fails naming itself and the range the trajectory covers."""
+    if not trajectory:
+        raise SlimnetError("the search trajectory is empty: re-run the search stage")
+    common = dict(projected=projected_uniform, full=full_uniform, costs=costs, stacking=stacking, divisor=divisor)
+    ratios = {b.metric: point_ratios(trajectory, b.metric, **common) for b in budgets}
+    full_costs = {b.metric: costs.of_spec(b.metric, full_uniform) for b in budgets}
+    index = check_budgets(budgets, ratios, full_costs)  # also the range check for "stacked"
+    if point_rule == "stacked" and not _same_network(projected_uniform, full_uniform):
+        index = nearest_stacked_index(trajectory, budgets, **common)
+    return index
+
+
 def extrapolate_within(
     trajectory: Sequence[TrajectoryPoint],
     budgets: Sequence[Budget],
@@ -238,17 +262,19 @@ def extrapolate_within(
     one channel grid, the coarsest of ``divisor``, 4, 2, 1 on which each of them lands within
     ``tolerance`` (``divisor`` and ``divisor_fallback`` in the result say which one it was).
     """
-    if not trajectory:
-        raise SlimnetError("the search trajectory is empty: re-run the search stage")
     if random_draws and space is None:
         raise SlimnetError("random draws need the supernet's channel space")
-    common = dict(projected=projected_uniform, full=full_uniform, costs=costs, stacking=stacking, divisor=divisor)
-    ratios = {b.metric: point_ratios(trajectory, b.metric, **common) for b in budgets}
-    full_costs = {b.metric: costs.of_spec(b.metric, full_uniform) for b in budgets}
-    index = check_budgets(budgets, ratios, full_costs)  # also the range check for "stacked"
+    index = selected_index(
+        trajectory,
+        budgets,
+        projected_uniform=projected_uniform,
+        full_uniform=full_uniform,
+        costs=costs,
+        stacking=stacking,
+        divisor=divisor,
+        point_rule=point_rule,
+    )
     same = _same_network(projected_uniform, full_uniform)
-    if point_rule == "stacked" and not same:
-        index = nearest_stacked_index(trajectory, budgets, **common)
     point = trajectory[index]
     base, blueprint = dict(full_uniform.channels), full_uniform.blueprint()
 

@@ -119,6 +119,18 @@ def alone(params: Path = PARAMS, device: str = DEVICE) -> None:
 
 @app.command()
 @user_errors
+def stability(params: Path = PARAMS, device: str = DEVICE) -> None:
+    """Diagnostic (diagnostics.stability): the budget's point searched again on a second held-out sample and supernet seed."""
+    from slimnet.pipeline.common import pick_device
+    from slimnet.pipeline.stability import run_stability
+
+    p = _load(params)
+    record = run_stability(p.model, p.transfer, p.supernet, p.search, p.extrapolate, p.diagnostics, device=pick_device(device))
+    _print_summary("stability", record)
+
+
+@app.command()
+@user_errors
 def search(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Greedy slimming from the largest configuration to the floor; writes the whole trajectory."""
     from slimnet.pipeline.ranks import stage_processes

@@ -257,9 +257,10 @@ class SlimmableParams(Section):
 
 
 class DiagnosticsParams(Section):
-    """Search-quality diagnostics that cost training time (the `alone` stage; off: it records that)."""
+    """Search-quality diagnostics that cost training time (the `alone` and `stability` stages; off: they record that)."""
 
     alone: bool = False  # train the supernet's max and min configurations alone, with its recipe
+    stability: bool = False  # search again on a second held-out sample and a second supernet seed
 
 
 class ResourcesParams(Section):

@@ -283,11 +283,12 @@ def load_split(path: Path, device: torch.device | str = "cpu") -> ImageSet:
     raise SlimnetError(f"{path} is not a slimnet split file; re-run the data preparation step")
 
 
-def fixed_batches(split: ImageSet, count: int, batch_size: int, seed: int) -> list[tuple[Tensor, Tensor]]:
+def fixed_batches(split: ImageSet, count: int, batch_size: int, seed: int, skip: int = 0) -> list[tuple[Tensor, Tensor]]:
     """A seeded, class-round-robin subset of `count` images as ready-made eval batches.
 
     Candidates in a search are compared on exactly these batches, so the choice must not
-    depend on anything but the seed.
+    depend on anything but the seed. ``skip`` passes over the first images of the same order:
+    ``skip=count`` gives a second sample, disjoint from the first and as class-balanced.
     """
     labels = split.labels.cpu()
     n = len(labels)
@@ -301,6 +302,6 @@ def fixed_batches(split: ImageSet, count: int, batch_size: int, seed: int) -> li
     rank = torch.empty(n, dtype=torch.int64)
     rank[by_class] = torch.arange(n) - class_start[shuffled[by_class]]
     key = rank * split.num_classes + shuffled
-    chosen = perm[torch.argsort(key)[: max(0, count)]]
+    chosen = perm[torch.argsort(key)[skip : skip + max(0, count)]]
     subset = split.subset(chosen)
     return list(subset.batches(batch_size, shuffle=False, augment=False))

@@ -201,6 +201,18 @@ def test_fixed_batches_are_deterministic_and_balanced(fashion):
     assert sum(len(y) for _, y in fixed_batches(val.subset(torch.arange(50)), 1000, 256, seed=3)) == 50
 
 
+@requires_fashion_mnist
+def test_a_skipped_sample_is_the_next_one_disjoint_and_balanced(fashion):
+    val = load_split(fashion / "full/val.pt")
+    both = torch.cat([x for x, _ in fixed_batches(val, 2000, 1000, seed=3)])
+    first = fixed_batches(val, 1000, 1000, seed=3)
+    second = fixed_batches(val, 1000, 1000, seed=3, skip=1000)
+    # One order, two consecutive stretches of it: the second sample shares no image with the first.
+    assert torch.equal(both[:1000], first[0][0]) and torch.equal(both[1000:], second[0][0])
+    assert torch.bincount(second[0][1]).tolist() == [100] * 10
+    assert not fixed_batches(val, 1000, 1000, seed=3, skip=len(val))  # nothing left: empty, the caller says so
+
+
 def test_missing_fashion_mnist_explains_the_fix(tmp_path, monkeypatch):
     import torchvision.datasets
 

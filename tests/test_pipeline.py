@@ -109,6 +109,7 @@ def test_all_stages_write_their_outputs(project):
         "stages/export/uniform.torchscript.pt",
         "stages/export/metrics.json",
         "stages/alone/metrics.json",
+        "stages/stability/metrics.json",
     ):
         assert (project / path).is_file(), path
 
@@ -422,6 +423,34 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
             expected = network(x)
         data = (project / f"stages/export/slimmable/{name}.onnx").read_bytes()
         assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_seed(project):
+    assert load(project, "stages/stability/metrics.json") == {"enabled": False}  # off by default: nothing trained
+    held_out = load(project, "data/search/meta.json")["counts"]["search/val"]
+    set_params(project, {"diagnostics": {"stability": True}})
+    try:
+        assert changed_stages(dvc(project, "status")) == ["stability"]  # it feeds no other stage
+        # A second sample of search.eval_images must fit beside the first: a clear error, nothing written.
+        assert held_out < 2 * TINY["search"]["eval_images"]
+        failed = subprocess.run([sys.executable, "-m", "slimnet", "stability"], cwd=project, capture_output=True, text=True)
+        assert failed.returncode != 0 and "lower search.eval_images" in failed.stderr, failed.stderr
+        assert len(failed.stderr.strip().splitlines()) == 1
+        assert load(project, "stages/stability/metrics.json") == {"enabled": False}
+        set_params(project, {"search": {"eval_images": held_out // 2}})
+        dvc(project, "repro", "stability")  # the search and what follows rerun first on the new sample size
+        record = load(project, "stages/stability/metrics.json")
+        summary = load(project, "stages/extrapolate/summary.json")
+        assert record["enabled"] and record["selected_step"] == summary["selected_step"]
+        assert record["supernet_seed"] == 1 and record["held_out_images"] == held_out // 2
+        assert set(record["similarity"]) == {"held_out_sample", "supernet_seed", "random_draws_mean"}
+        assert all(0.0 < value <= 1.0 for value in record["similarity"].values())
+        assert set(record["steps"]) == {"held_out_sample", "supernet_seed"}
+        assert not (project / ".checkpoints/stability").exists()  # cleared once the record exists
+    finally:
+        set_params(project, {"diagnostics": {"stability": False}, "search": {"eval_images": TINY["search"]["eval_images"]}})
+        dvc(project, "repro")
     assert changed_stages(dvc(project, "status")) == []
 
 

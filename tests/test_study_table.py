@@ -212,3 +212,26 @@ def test_the_other_point_rule_is_compared_with_the_default_seed_by_seed(tmp_path
     half = 4.3027 * 0.5 / math.sqrt(3)
     line = f"- 4M: point stacked - ratio = -1.00 [{-1 - half:+.2f}, {-1 + half:+.2f}] over 3 seeds, within noise"
     assert line in (tmp_path / "out/table.md").read_text().splitlines()
+
+
+def test_draws_trained_at_one_seed_sit_beside_the_budgets_main_experiment(tmp_path):
+    """study.sh trains the draws at DRAW_SEEDS only: the table takes optimized and uniform from
+    the experiment over every seed, the draws from their own, and compares the optimized mean
+    with the draws' mean by a Welch interval."""
+    main = experiment("study-4M", "4M", {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6]})
+    draws = experiment("study-4M-draws-0", "4M", {"optimized": [80.0], "uniform": [79.0], "random": [78.0]})
+    draws["data"]["metrics"]["stages/evaluate/metrics.json"]["data"]["random"].update(top1=79.0, top1_std=1.0, draws=5)
+    shown = [{"rev": "abc", "name": "main", "data": {}, "experiments": [{"revs": [draws]}, {"revs": [main]}]}]
+    result = study_table(tmp_path, shown)
+    assert result.returncode == 0, result.stderr
+    row = (tmp_path / "out/table.md").read_text().splitlines()[2]
+    assert row.startswith("| 4M | 3 | 80.50 ± 0.50 (4.00M) | 79.47 ± 0.42 (4.00M) | 79.00 ± 1.00 (5 draws x 1 seed, 4.00M) |")
+    # 80.5 - 79.0 = +1.50; se sqrt(0.25/3 + 1/5), Welch dof round(5.76) = 6, t(6) = 2.4469.
+    se = math.sqrt(0.25 / 3 + 1 / 5)
+    assert row.endswith(f"| +1.50 [{1.5 - 2.4469 * se:+.2f}, {1.5 + 2.4469 * se:+.2f}] better |"), row
+    rows = list(csv.DictReader(open(tmp_path / "out/results.csv")))
+    assert [(r["experiment"], r["variant"]) for r in rows] == [
+        ("study-4M", "optimized"),
+        ("study-4M", "uniform"),
+        ("study-4M-draws-0", "random"),
+    ]

@@ -26,21 +26,36 @@ from slimnet.supernet import load_supernet_file
 SUPERNET = STAGES / "supernet" / "supernet.pt"
 
 
-def run_search(search: SearchParams, *, device: torch.device, out_dir: Path = STAGES / "search", world: World = SINGLE) -> dict:
+def run_search(
+    search: SearchParams,
+    *,
+    device: torch.device,
+    out_dir: Path = STAGES / "search",
+    world: World = SINGLE,
+    supernet_file: Path = SUPERNET,
+    sample: int = 0,
+) -> dict:
     """The greedy trajectory; with several ranks each scores its share of the held-out batches
     (calibration, for bn: recalibrate, runs whole on every rank) and rank 0 writes the outputs.
 
+    ``sample`` picks the held-out images: 0 is the stage's, 1 the next search.eval_images of the
+    same order (disjoint from them; the stability stage searches on it).
     Rank 0 checkpoints the trajectory after every step; a killed search resumes from its last
     step and writes the bytes an unbroken one would (:class:`SearchCheckpoint`)."""
-    network, reference, space = load_supernet_file(SUPERNET, device)
+    network, reference, space = load_supernet_file(supernet_file, device)
     calib_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
     calib = fixed_batches(calib_set, search.calib_images, search.batch_size, search.seed)
-    evals = fixed_batches(val_set, search.eval_images, search.batch_size, search.seed + 1)
+    evals = fixed_batches(val_set, search.eval_images, search.batch_size, search.seed + 1, skip=sample * search.eval_images)
+    if not evals:
+        raise SlimnetError(
+            f"held-out sample {sample} starts after image {sample * search.eval_images} and data/search/val.pt has "
+            f"{len(val_set)}: lower search.eval_images"
+        )
     shares = rank_batches(evals, search, world)
     evaluator = CandidateEvaluator(network, space, calib, shares, bn=search.bn, world=world)
     max_flops = cost(space.blueprint, space.maximum, reference.resolution).flops
-    checkpoint = SearchCheckpoint(search_key(SUPERNET, search, calib, evals))
+    checkpoint = SearchCheckpoint(search_key(supernet_file, search, calib, evals))
     resume, seconds_before = checkpoint.load(world)
     started = time.perf_counter()
     with reporter(silent=not world.is_main) as report:
