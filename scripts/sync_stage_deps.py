@@ -4,7 +4,7 @@ tests/test_stage_deps.py checks). Run after adding or moving imports:
     python scripts/sync_stage_deps.py
 
 Only the `- slimnet/...` lines of each stage's deps change; comments and other deps stay.
-A directory is listed whole when the stage runs every Python file in it.
+A sub-package is listed as its folder when the stage runs every Python file in it.
 """
 
 from __future__ import annotations
@@ -18,15 +18,24 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from test_stage_deps import command_closure, has_code  # noqa: E402
 
-COLLAPSIBLE = ("slimnet/models", "slimnet/nn", "slimnet/datasets")
+
+def packages() -> list[Path]:
+    """slimnet's sub-packages, outer before inner."""
+    found = [p.parent for p in (REPO / "slimnet").rglob("__init__.py") if p.parent != REPO / "slimnet"]
+    return sorted(found, key=lambda p: (len(p.parts), p.as_posix()))
 
 
 def listed(files: set[str]) -> list[str]:
+    """The stage's files, with each sub-package whose every Python file is among them listed as a folder."""
     entries = set(files)
-    for folder in COLLAPSIBLE:
-        inside = {p.relative_to(REPO).as_posix() for p in (REPO / folder).rglob("*.py") if p.name != "__init__.py" or has_code(p)}
+    collapsed: list[Path] = []
+    for folder in packages():
+        if any(outer in folder.parents for outer in collapsed):
+            continue
+        inside = {p.relative_to(REPO).as_posix() for p in folder.rglob("*.py") if p.name != "__init__.py" or has_code(p)}
         if inside and inside <= files:
-            entries = (entries - inside) | {folder}
+            entries = (entries - inside) | {folder.relative_to(REPO).as_posix()}
+            collapsed.append(folder)
     return sorted(entries)
 
 
