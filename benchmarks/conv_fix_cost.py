@@ -20,12 +20,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from slimnet.arch import uniform_spec
-from slimnet.models import scaled_depth
 from slimnet.nn.network import Network
 from slimnet.nn.safe_conv import pointwise_conv
-from slimnet.space import Blueprint, ChannelSpace
-from slimnet.supernet import build_space, build_supernet, sandwich_step
+from slimnet.space.channels import Blueprint, ChannelSpace
+from slimnet.space.models import scaled_depth
+from slimnet.space.spec import uniform_spec
+from slimnet.training.sandwich import build_space, build_supernet, sandwich_step
 
 # (name, width of the projected ResNet-18 the supernet spans 0.15x..1.5x of): 0.245 is the
 # default projection (model width 0.35 x transfer width 0.7); 1.0 keeps every unit >= 8 channels.

@@ -37,7 +37,7 @@ WARMUP = 3
 
 
 def image_set(resolution: int, images: int):
-    from slimnet.data import TensorImageSet
+    from slimnet.datasets.load import TensorImageSet
 
     generator = torch.Generator().manual_seed(0)
     record = {
@@ -73,10 +73,10 @@ def timed(steps, world) -> float:
 def supernet_steps(world, steps: int):
     import torch.nn as nn  # noqa: F401
 
-    from slimnet.arch import uniform_spec
-    from slimnet.distributed import GradientReducer
-    from slimnet.optim import make_optimizer
-    from slimnet.supernet import build_space, build_supernet, sandwich_step
+    from slimnet.space.spec import uniform_spec
+    from slimnet.training.distributed import GradientReducer
+    from slimnet.training.optim import make_optimizer
+    from slimnet.training.sandwich import build_space, build_supernet, sandwich_step
 
     reference = uniform_spec(
         "mobilenet_v2",
@@ -126,10 +126,10 @@ def supernet_steps(world, steps: int):
 def training_steps(world, steps: int):
     import torch.nn.functional as F
 
-    from slimnet.arch import uniform_spec
-    from slimnet.distributed import GradientReducer, loss_share
     from slimnet.nn.network import Network
-    from slimnet.optim import make_optimizer
+    from slimnet.space.spec import uniform_spec
+    from slimnet.training.distributed import GradientReducer, loss_share
+    from slimnet.training.optim import make_optimizer
 
     spec = uniform_spec("mobilenet_v2", 0.35, resolution=28, num_classes=10, in_channels=1, cifar=True)
     torch.manual_seed(0)
@@ -147,7 +147,7 @@ def training_steps(world, steps: int):
     )
 
     def run():
-        # The step of slimnet.train.train_network.
+        # The step of slimnet.training.scratch.train_network.
         for x, y in batches:
             loss = F.cross_entropy(model(x), y, label_smoothing=0.1) * loss_share(len(y), BATCH)
             optimizer.zero_grad(set_to_none=True)
@@ -160,7 +160,7 @@ def training_steps(world, steps: int):
 
 
 def worker(out: Path, steps: int) -> None:
-    from slimnet.distributed import join_world, leave_world
+    from slimnet.training.distributed import join_world, leave_world
 
     world = join_world(torch.device("cpu"))
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from slimnet.arch import load_spec, uniform_spec
-from slimnet.export import example_input, onnx_bytes, torchscript_bytes
-from slimnet.fold import fold_batchnorm
+from slimnet.deploy.exporters import example_input, onnx_bytes, torchscript_bytes
+from slimnet.nn.fold import fold_batchnorm
 from slimnet.nn.network import Network
+from slimnet.space.spec import load_spec, uniform_spec
 
 
 def per_call_ms(fn, x, runs: int) -> float:

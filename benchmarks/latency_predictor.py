@@ -18,12 +18,12 @@ import statistics
 import time
 from pathlib import Path
 
-from slimnet.arch import load_spec
-from slimnet.budgets import _full_channels
-from slimnet.latency import LatencyTable, build_table, predict_spec_ms
-from slimnet.measure import Timing, network_latency
+from slimnet.deploy.latency_model import LatencyTable, build_table, predict_spec_ms
+from slimnet.deploy.measure import Timing, network_latency
 from slimnet.nn.network import Network
-from slimnet.search import Trajectory
+from slimnet.optimizers.budgets import _full_channels
+from slimnet.optimizers.trajectory import Trajectory
+from slimnet.space.spec import load_spec
 
 
 def main() -> None:

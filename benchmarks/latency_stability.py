@@ -1,4 +1,4 @@
-"""Repeat-to-repeat agreement of batch-1 latency: the old measurement against slimnet.measure.
+"""Repeat-to-repeat agreement of batch-1 latency: the old measurement against slimnet.deploy.measure.
 
     python benchmarks/latency_stability.py [--repeats 6] [--threads 1] [--no-realtime]
 
@@ -18,14 +18,14 @@ import time
 
 import torch
 
-from slimnet.arch import load_spec, uniform_spec
-from slimnet.measure import Timing, forward_of, measure_many
+from slimnet.deploy.measure import Timing, forward_of, measure_many
 from slimnet.nn.network import Network
+from slimnet.space.spec import load_spec, uniform_spec
 
 
 @torch.no_grad()
 def old_way(run, warmup: int = 5, runs: int = 20) -> float:
-    """slimnet.measure before issue 11: median of 20 single calls after 5 warm-ups, one thread."""
+    """slimnet.deploy.measure before issue 11: median of 20 single calls after 5 warm-ups, one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -69,7 +69,7 @@ def main() -> None:
             new[name].append(latency.ms)
             inner[name].append(latency.spread)
     print(f"{args.repeats} repeats, {args.threads} thread(s); spread = (max - min) / median over repeats")
-    for label, figures in (("old (median of 20 calls)", old), ("new (slimnet.measure)", new)):
+    for label, figures in (("old (median of 20 calls)", old), ("new (slimnet.deploy.measure)", new)):
         print(label)
         for name, values in figures.items():
             print(

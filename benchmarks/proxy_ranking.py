@@ -27,18 +27,18 @@ from pathlib import Path
 
 import torch
 
-from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import load_params, parse_size
-from slimnet.data import fixed_batches, load_split
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import read_json
 from slimnet.pipeline.specs import projected_uniform
-from slimnet.progress import reporter
-from slimnet.ranking import kendall_tau
-from slimnet.recipe import Recipe
-from slimnet.scoring import accuracy
-from slimnet.train import train_network
+from slimnet.stats.ranking import kendall_tau
+from slimnet.stats.scoring import accuracy
+from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.recipe import Recipe
+from slimnet.training.scratch import train_network
 
 
 def full_top1(path: Path, flops: int) -> dict[str, list[float]]:

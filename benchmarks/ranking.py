@@ -39,23 +39,24 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.baselines import draw_configuration, scale_onto_choices
-from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import load_params, parse_size
-from slimnet.data import fixed_batches, load_split
-from slimnet.errors import SlimnetError
-from slimnet.flops import cost
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.nn.network import Network
+from slimnet.optimizers.autoslim import CandidateEvaluator
+from slimnet.optimizers.baselines import draw_configuration, scale_onto_choices
+from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import read_json
 from slimnet.pipeline.specs import full_uniform, projected_uniform
-from slimnet.progress import reporter
-from slimnet.ranking import kendall_tau, width_similarity
-from slimnet.recipe import Recipe
-from slimnet.scoring import accuracy
-from slimnet.search import CandidateEvaluator, Trajectory
-from slimnet.space import ChannelSpace
-from slimnet.supernet import load_supernet_file
-from slimnet.train import train_network
+from slimnet.space.channels import ChannelSpace
+from slimnet.space.flops import cost
+from slimnet.stats.ranking import kendall_tau, width_similarity
+from slimnet.stats.scoring import accuracy
+from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.recipe import Recipe
+from slimnet.training.sandwich import load_supernet_file
+from slimnet.training.scratch import train_network
 
 BOOTSTRAP = 2000
 

@@ -3,7 +3,7 @@ static networks doing the same forward, backward, losses and optimizer step, in 
 
     python benchmarks/sandwich_cost.py [--arch mobilenet_v2] [--batch 128] [--steps 5] [--rounds 3]
 
-The supernet step is slimnet.supernet.sandwich_step (max on the labels, min and 2 random
+The supernet step is slimnet.training.sandwich.sandwich_step (max on the labels, min and 2 random
 configurations distilled from the max's soft predictions; gradients add up, one SGD step).
 The plain side builds each of those four configurations as slimnet.nn.network.Network
 (slimmable=False) and runs the same sequence. Rounds alternate the two and the medians are
@@ -19,11 +19,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from slimnet.arch import uniform_spec
-from slimnet.models import scaled_depth
 from slimnet.nn.network import Network, sliced_state_dict
-from slimnet.optim import make_optimizer
-from slimnet.supernet import build_space, build_supernet, distill_loss, sandwich_step
+from slimnet.space.models import scaled_depth
+from slimnet.space.spec import uniform_spec
+from slimnet.training.optim import make_optimizer
+from slimnet.training.sandwich import build_space, build_supernet, distill_loss, sandwich_step
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from slimnet.datasets.scan import listing_sha256
+from slimnet.datasets.fingerprint import listing_sha256
 from slimnet.datasets.sources import list_image_folder
 
 IMAGENET = 1_281_167 + 50_000

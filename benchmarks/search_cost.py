@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from slimnet.arch import uniform_spec
-from slimnet.models import scaled_depth
-from slimnet.search import CandidateEvaluator, greedy_slim
-from slimnet.supernet import build_space, build_supernet
+from slimnet.optimizers.autoslim import CandidateEvaluator, greedy_slim
+from slimnet.space.models import scaled_depth
+from slimnet.space.spec import uniform_spec
+from slimnet.training.sandwich import build_space, build_supernet
 
 
 def main() -> None:

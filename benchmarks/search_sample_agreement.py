@@ -22,10 +22,11 @@ from pathlib import Path
 import torch
 
 from slimnet.config import load_params
-from slimnet.data import fixed_batches, load_split
-from slimnet.flops import cost
-from slimnet.search import CandidateEvaluator, Trajectory, drop, rank_value
-from slimnet.supernet import load_supernet_file
+from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.optimizers.autoslim import CandidateEvaluator, drop, rank_value
+from slimnet.optimizers.trajectory import Trajectory
+from slimnet.space.flops import cost
+from slimnet.training.sandwich import load_supernet_file
 
 
 def ranking(evaluator: CandidateEvaluator, config: dict[str, int], resolution: int, criterion: str, per_flop: bool) -> list[str]:

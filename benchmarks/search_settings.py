@@ -23,16 +23,16 @@ from pathlib import Path
 
 import torch
 
-from slimnet.baselines import projected_uniform
-from slimnet.budgets import Budget, Costs, extrapolate_within
 from slimnet.config import load_params, parse_size
-from slimnet.data import fixed_batches, load_split
-from slimnet.flops import cost
-from slimnet.latency import LatencyTable
+from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.deploy.latency_model import LatencyTable
+from slimnet.optimizers.autoslim import CandidateEvaluator, greedy_slim
+from slimnet.optimizers.baselines import projected_uniform
+from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within
 from slimnet.pipeline.common import read_json
 from slimnet.pipeline.specs import full_uniform
-from slimnet.search import CandidateEvaluator, greedy_slim
-from slimnet.supernet import load_supernet_file
+from slimnet.space.flops import cost
+from slimnet.training.sandwich import load_supernet_file
 
 
 def rebatch(x: torch.Tensor, y: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

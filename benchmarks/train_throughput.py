@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from slimnet.models import build_blueprint
 from slimnet.nn.network import Network
-from slimnet.optim import make_optimizer
+from slimnet.space.models import build_blueprint
+from slimnet.training.optim import make_optimizer
 
 
 def main() -> None:

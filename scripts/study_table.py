@@ -121,7 +121,7 @@ def welch(a: dict, b: dict, a_n: int, b_n: int) -> tuple[float, float | None, fl
 
 
 def t975(dof: int) -> float:
-    from slimnet.verdict import t975 as quantile
+    from slimnet.stats.verdict import t975 as quantile
 
     return quantile(dof)
 
@@ -179,7 +179,7 @@ def against_separate_draws(rows: list[dict]) -> None:
     """Where the draws were trained in another experiment (at fewer seeds), the optimized row's
     comparison with them: its mean over its seeds minus the draws' mean, with a Welch interval
     (unpaired: the draws' spread holds their training noise and their differences)."""
-    from slimnet.verdict import verdict_of
+    from slimnet.stats.verdict import verdict_of
 
     draws = {(r["target"], r["point"]): r for r in rows if r["variant"] == "random"}
     for row in rows:
@@ -280,7 +280,7 @@ def table(rows: list[dict]) -> str:
 def ranking(rows: list[dict]) -> tuple[float | None, int]:
     """Kendall's tau between the supernet's estimates and the trained top-1 over every network of
     the study (all budgets and variants): does the supernet rank networks as training does?"""
-    from slimnet.ranking import kendall_tau
+    from slimnet.stats.ranking import kendall_tau
 
     # A network two experiments share (the uniform one under both point rules) counts once.
     unique = {(r["variant"], r["flops"], r["params"], r["top1"]): r for r in rows}
@@ -367,7 +367,7 @@ def seed_rows(rows: list[dict], shown: list[dict]) -> list[dict]:
 def point_rules(seeds: list[dict]) -> str:
     """The other point rules against the default (ratio) at each budget, seed by seed on the
     optimized network: the same supernet and trajectory, so the seeds pair as they do with uniform."""
-    from slimnet.verdict import paired_gain
+    from slimnet.stats.verdict import paired_gain
 
     top1: dict[tuple[str, str], dict[str, float]] = {}
     for row in seeds:

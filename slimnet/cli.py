@@ -1,4 +1,4 @@
-"""`python -m slimnet ...`: one command per pipeline stage (the `arch` tools live in arch_cli.py).
+"""`python -m slimnet ...`: one command per pipeline stage (the `arch` tools live in pipeline/arch_tools.py).
 
 Every DVC stage runs this module, so it holds the stage commands alone: code here is a
 dependency of every stage. Commands are thin: validate params.yaml, call the library, print a short summary. Any
@@ -7,38 +7,20 @@ user-facing problem is one line on stderr and exit code 2, with nothing written.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
-from typing import Callable
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from slimnet.errors import SlimnetError, leave_for_launcher
+from slimnet.console.errors import SlimnetError
+from slimnet.console.output import out, user_errors
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Channel numbers under a budget: AutoSlim + width transfer.")
-out = Console()
 
 PARAMS = typer.Option(Path("params.yaml"), "--params", help="The params file (DVC's params.yaml).")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1 ...")
-
-
-def user_errors(command: Callable) -> Callable:
-    """One clear line and exit code 2 for SlimnetError, instead of a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except SlimnetError as error:
-            if not leave_for_launcher(str(error)):  # a launched rank: the launcher prints it once
-                print(f"error: {error}", file=sys.stderr)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _load(params: Path):
@@ -265,9 +247,9 @@ def export(
         return
     if spec is None or model is None:
         raise SlimnetError("export needs both SPEC and MODEL (or neither, to run the export stage)")
-    from slimnet.arch import load_spec
-    from slimnet.export import FORMATS, SUFFIX, export_file
-    from slimnet.trained import load_trained
+    from slimnet.deploy.exporters import FORMATS, SUFFIX, export_file
+    from slimnet.space.spec import load_spec
+    from slimnet.training.trained import load_trained
 
     if fmt not in FORMATS:
         raise SlimnetError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -290,7 +272,7 @@ def _verdict_line(baseline: str, comparison: dict, seeds: int) -> str:
 def main() -> None:
     """Entry point: the stage commands, plus the arch tools when the command line asks for them."""
     if sys.argv[1:2] in ([], ["arch"], ["--help"], ["-h"]):
-        from slimnet.arch_cli import with_arch_tools
+        from slimnet.pipeline.arch_tools import with_arch_tools
 
         with_arch_tools(app)
     app()

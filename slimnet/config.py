@@ -21,10 +21,10 @@ from pydantic import (
     model_validator,
 )
 
-from slimnet.archs import ARCHS
-from slimnet.errors import SlimnetError
-from slimnet.recipe import Recipe
-from slimnet.validation import first_problem
+from slimnet.console.errors import SlimnetError
+from slimnet.console.validation import first_problem
+from slimnet.space.names import ARCHS
+from slimnet.training.recipe import Recipe
 
 SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
@@ -235,7 +235,7 @@ class TrainParams(Recipe):
 
 class EvaluateParams(Section):
     batch_size: PositiveInt = 512
-    latency_runs: PositiveInt = 200  # timed blocks (slimnet.measure.Timing.repeats)
+    latency_runs: PositiveInt = 200  # timed blocks (slimnet.deploy.measure.Timing.repeats)
 
 
 class SlimmableParams(Section):

@@ -18,15 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from slimnet.checkpoint import Checkpoints  # noqa: E402
-from slimnet.data import fixed_batches, load_split  # noqa: E402
-from slimnet.distributed import SINGLE, World, join_world, leave_world  # noqa: E402
+from slimnet.console.progress import Reporter  # noqa: E402
+from slimnet.datasets.load import fixed_batches, load_split  # noqa: E402
 from slimnet.nn.network import Network  # noqa: E402
-from slimnet.progress import Reporter  # noqa: E402
-from slimnet.recipe import Recipe  # noqa: E402
-from slimnet.search import CandidateEvaluator, greedy_slim  # noqa: E402
-from slimnet.supernet import build_space, build_supernet, train_supernet  # noqa: E402
-from slimnet.train import train_network  # noqa: E402
+from slimnet.optimizers.autoslim import CandidateEvaluator, greedy_slim  # noqa: E402
+from slimnet.training.checkpoint import Checkpoints  # noqa: E402
+from slimnet.training.distributed import SINGLE, World, join_world, leave_world  # noqa: E402
+from slimnet.training.recipe import Recipe  # noqa: E402
+from slimnet.training.sandwich import build_space, build_supernet, train_supernet  # noqa: E402
+from slimnet.training.scratch import train_network  # noqa: E402
 from tests.realdata import small_resnet_reference  # noqa: E402
 
 CPU = torch.device("cpu")

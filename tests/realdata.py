@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from slimnet.arch import uniform_spec
-from slimnet.checkpoint import Checkpoints
-from slimnet.data import fixed_batches, load_split
+from slimnet.console.progress import Reporter
+from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.datasets.prepare import prepare_full
-from slimnet.datasets.project import project_search
+from slimnet.datasets.projection import project_search
 from slimnet.datasets.sources import DEBIAN_FASHION_MNIST
-from slimnet.progress import Reporter
-from slimnet.recipe import Recipe
-from slimnet.supernet import build_space, train_supernet
+from slimnet.space.spec import uniform_spec
+from slimnet.training.checkpoint import Checkpoints
+from slimnet.training.recipe import Recipe
+from slimnet.training.sandwich import build_space, train_supernet
 
 needs_fashion_mnist = pytest.mark.skipif(
     not DEBIAN_FASHION_MNIST.is_dir(), reason="Fashion-MNIST missing: apt-get install -y dataset-fashion-mnist"

@@ -4,16 +4,11 @@ import json
 
 import pytest
 
-from slimnet.arch import (
-    check_channels,
-    load_spec,
-    plain_network,
-    save_spec,
-    uniform_spec,
-)
-from slimnet.errors import SlimnetError
-from slimnet.models import build_blueprint, default_depth
-from slimnet.published import import_autoslim, parse_channel_list
+from slimnet.console.errors import SlimnetError
+from slimnet.nn.network import plain_network
+from slimnet.space.models import build_blueprint, default_depth
+from slimnet.space.published import import_autoslim, parse_channel_list
+from slimnet.space.spec import check_channels, load_spec, save_spec, uniform_spec
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:

@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from slimnet.arch import uniform_spec
-from slimnet.baselines import draw_configuration, projected_uniform
-from slimnet.budgets import Budget, Costs, extrapolate_within
-from slimnet.errors import SlimnetError
-from slimnet.flops import cost
-from slimnet.models import scaled_depth
-from slimnet.supernet import build_space
-from slimnet.transfer import match_cost, stack_depth, width_multipliers
+from slimnet.console.errors import SlimnetError
+from slimnet.optimizers.baselines import draw_configuration, projected_uniform
+from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within
+from slimnet.optimizers.transfer import match_cost, stack_depth, width_multipliers
+from slimnet.space.flops import cost
+from slimnet.space.models import scaled_depth
+from slimnet.space.spec import uniform_spec
+from slimnet.training.sandwich import build_space
 
 FULL = uniform_spec("mobilenet_v2", 0.35, resolution=28, num_classes=10, in_channels=1, cifar=True)
 PROJECTED = uniform_spec(
@@ -75,7 +75,7 @@ def test_the_uniform_network_as_a_supernet_configuration():
 def slimming_trajectory(projected, units, steps: int):
     """A trajectory that slims only ``units`` (5% per step): their stages are deeper in the full
     network than in the projection, so each step saves a larger share of the full network."""
-    from slimnet.search import CostRatio
+    from slimnet.optimizers.trajectory import CostRatio
     from tests.test_transfer import trajectory_point
 
     base = projected.cost()

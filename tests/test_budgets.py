@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from slimnet.arch import ArchSpec, uniform_spec
-from slimnet.budgets import Budget, Costs, extrapolate_within, show
-from slimnet.errors import SlimnetError
-from slimnet.models import scaled_depth
-from slimnet.search import CostRatio, TrajectoryPoint
+from slimnet.console.errors import SlimnetError
+from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within, show
+from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
+from slimnet.space.models import scaled_depth
+from slimnet.space.spec import ArchSpec, uniform_spec
 
 RESOLUTION, CLASSES, TOLERANCE = 64, 10, 0.01
 FULL = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES)

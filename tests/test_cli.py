@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from slimnet.arch_cli import with_arch_tools
 from slimnet.cli import app as stage_app
+from slimnet.pipeline.arch_tools import with_arch_tools
 
 app = with_arch_tools(stage_app)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from slimnet.config import Params, load_params, parse_size
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def test_every_training_stage_reads_the_whole_recipe_but_not_the_seed_lists():
     # a recipe field missing from that list would leave trained networks stale.
     import yaml
 
-    from slimnet.recipe import Recipe
+    from slimnet.training.recipe import Recipe
 
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     assert sorted(stage["params"]) == sorted(f"train.{name}" for name in Recipe.model_fields if name != "seed")

@@ -28,7 +28,7 @@ import json, sys
 import torch
 from slimnet.nn import safe_conv
 from slimnet.nn.network import Network
-from slimnet.supernet import build_space, build_supernet, sandwich_step
+from slimnet.training.sandwich import build_space, build_supernet, sandwich_step
 from tests.float64 import worst_error
 from tests.realdata import small_resnet_reference
 

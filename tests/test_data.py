@@ -1,4 +1,4 @@
-"""Preparing splits (slimnet.datasets) and loading them (slimnet.data), on Fashion-MNIST and on
+"""Preparing splits (slimnet.datasets) and loading them (slimnet.datasets.load), on Fashion-MNIST and on
 small image folders written by benchmarks/make_image_folder.py."""
 
 import json
@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from benchmarks.make_image_folder import write_image_folder
-from slimnet.data import fixed_batches, load_split
+from slimnet.console.errors import SlimnetError
 from slimnet.datasets import check, sources
 from slimnet.datasets.check import check_image, find_invalid
+from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.datasets.prepare import IMAGENET_MEAN, InvalidImages, prepare_full
-from slimnet.datasets.project import project_search
-from slimnet.errors import SlimnetError
+from slimnet.datasets.projection import project_search
 
 HAVE_FASHION_MNIST = sources.fashion_mnist_files(Path("/nonexistent")) is not None
 requires_fashion_mnist = pytest.mark.skipif(

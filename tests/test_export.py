@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from slimnet.arch import uniform_spec
-from slimnet.archs import ARCHS
-from slimnet.errors import SlimnetError
-from slimnet.export import export_bytes, export_file, onnx_bytes, run_onnx
-from slimnet.fold import fold_batchnorm
-from slimnet.models import default_depth
+from slimnet.console.errors import SlimnetError
+from slimnet.deploy.exporters import export_bytes, export_file, onnx_bytes, run_onnx
+from slimnet.nn.fold import fold_batchnorm
 from slimnet.nn.network import Network
-from slimnet.trained import load_trained
+from slimnet.space.models import default_depth
+from slimnet.space.names import ARCHS
+from slimnet.space.spec import uniform_spec
+from slimnet.training.trained import load_trained
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,8 +110,8 @@ def test_export_refuses_a_model_of_another_spec(tmp_path):
 def test_export_command_writes_a_checked_file_and_rejects_bad_input(tmp_path):
     from typer.testing import CliRunner
 
-    from slimnet.arch import save_spec
     from slimnet.cli import app
+    from slimnet.space.spec import save_spec
 
     model, spec = trained_like("mnasnet")
     save_spec(spec, tmp_path / "spec.json")
@@ -136,7 +136,7 @@ def test_torchscript_archive_id_comes_from_the_contents(tmp_path):
     import io
     import zipfile
 
-    from slimnet.export import stable_archive
+    from slimnet.deploy.exporters import stable_archive
 
     model, spec = trained_like("mobilenet_v2")
     raw = io.BytesIO()

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimnet.arch import uniform_spec
-from slimnet.data import fixed_batches, load_split
-from slimnet.search import CandidateEvaluator, Resume, greedy_slim, resume_point
-from slimnet.supernet import build_space, build_supernet
+from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.optimizers.autoslim import CandidateEvaluator, Resume, greedy_slim, resume_point
+from slimnet.space.spec import uniform_spec
+from slimnet.training.sandwich import build_space, build_supernet
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference
 
 MOBILENET = uniform_spec(

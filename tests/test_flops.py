@@ -13,10 +13,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # fvcore imports torch.jit.script, deprecated in torch 2.x
     from fvcore.nn import FlopCountAnalysis
 
-from slimnet.flops import cost
-from slimnet.models import ARCHS, build_blueprint, scaled_depth
 from slimnet.nn.network import Network
-from slimnet.space import ChannelSpace
+from slimnet.space.channels import ChannelSpace
+from slimnet.space.flops import cost
+from slimnet.space.models import ARCHS, build_blueprint, scaled_depth
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

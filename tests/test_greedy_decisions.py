@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from slimnet.arch import uniform_spec
-from slimnet.flops import cost
-from slimnet.search import Score, greedy_slim
-from slimnet.supernet import build_space
+from slimnet.optimizers.autoslim import Score, greedy_slim
+from slimnet.space.flops import cost
+from slimnet.space.spec import uniform_spec
+from slimnet.training.sandwich import build_space
 
 BASE = Score(accuracy=80.0, loss=1.0, calibrated=1.0)
 BAD = Score(accuracy=50.0, loss=3.0, calibrated=3.0)  # every unit not named by a test: clearly the wrong choice

@@ -8,12 +8,12 @@ import statistics
 import pytest
 import torch
 
-from slimnet.arch import ArchSpec, uniform_spec
-from slimnet.budgets import Budget, Costs, extrapolate_within
-from slimnet.latency import _layer_module, _lookup, build_table, layers_of, predict_spec_ms
-from slimnet.measure import Timing, forward_of, measure_many, network_latency
+from slimnet.deploy.latency_model import _layer_module, _lookup, build_table, layers_of, predict_spec_ms
+from slimnet.deploy.measure import Timing, forward_of, measure_many, network_latency
 from slimnet.nn.network import Network
-from slimnet.search import CostRatio, TrajectoryPoint
+from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within
+from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
+from slimnet.space.spec import ArchSpec, uniform_spec
 
 # A compute-bound little network (ResNet-18 at half width, 16 px), so that width shows in time.
 REFERENCE = uniform_spec("resnet18", 0.5, resolution=16, num_classes=10, cifar=True, depth=(1, 1, 1, 1))

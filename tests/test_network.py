@@ -4,18 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from slimnet.errors import SlimnetError
-from slimnet.measure import cpu_latency_ms
-from slimnet.models import (
-    ARCHS,
-    build_blueprint,
-    default_depth,
-    depth_scalable,
-    scaled_depth,
-)
+from slimnet.console.errors import SlimnetError
+from slimnet.deploy.measure import cpu_latency_ms
 from slimnet.nn.network import Network, sliced_state_dict
-from slimnet.nn.slimmable import SlimBatchNorm2d, SlimConv2d
-from slimnet.space import ChannelSpace, unit_choices
+from slimnet.nn.sliced import SlimBatchNorm2d, SlimConv2d
+from slimnet.space.channels import ChannelSpace, unit_choices
+from slimnet.space.models import ARCHS, build_blueprint, default_depth, depth_scalable, scaled_depth
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slimnet.config import TrainParams
-from slimnet.optim import lr_factor
+from slimnet.training.optim import lr_factor
 
 
 def test_step_schedule_divides_by_ten_at_epochs_30_60_90_of_100():

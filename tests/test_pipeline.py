@@ -118,7 +118,7 @@ NETWORKS = ("optimized", "uniform", "random-0", "random-1")  # TINY's random_dra
 
 
 def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
-    from slimnet.arch import ArchSpec, load_spec
+    from slimnet.space.spec import ArchSpec, load_spec
 
     # The searched network is matched to the budget; the baselines to the searched network's cost
     # (each within extrapolate.tolerance of what it is matched to), so all of them cost the same.
@@ -175,7 +175,7 @@ def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
     estimates = [projected[v]["supernet_top1"] for v in NETWORKS]
     assert [metrics[v]["supernet_top1"] for v in NETWORKS] == estimates
     trained = [metrics[v]["top1"] for v in NETWORKS]
-    from slimnet.ranking import kendall_tau
+    from slimnet.stats.ranking import kendall_tau
 
     tau = kendall_tau(estimates, trained)
     assert metrics["ranking"] == {"kendall_tau": None if tau is None else round(tau, 4), "networks": 4}
@@ -186,10 +186,10 @@ def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
 
 def test_exported_networks_are_the_trained_ones(project):
     """The stage's ONNX gives the trained network's outputs on real test images."""
-    from slimnet.arch import load_spec
-    from slimnet.data import load_split
-    from slimnet.export import run_onnx
-    from slimnet.trained import load_trained
+    from slimnet.datasets.load import load_split
+    from slimnet.deploy.exporters import run_onnx
+    from slimnet.space.spec import load_spec
+    from slimnet.training.trained import load_trained
 
     metrics = load(project, "stages/export/metrics.json")
     assert metrics["check"]["passed"] is True
@@ -233,10 +233,10 @@ def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
 
 
 def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
-    from slimnet.arch import load_spec
-    from slimnet.budgets import Budget, Costs, extrapolate_within, point_ratios
-    from slimnet.latency import LatencyTable, predict_spec_ms
-    from slimnet.search import Trajectory
+    from slimnet.deploy.latency_model import LatencyTable, predict_spec_ms
+    from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within, point_ratios
+    from slimnet.optimizers.trajectory import Trajectory
+    from slimnet.space.spec import load_spec
 
     trajectory = Trajectory.load(project / "stages/search/trajectory.json")
     table = LatencyTable.load(project / "stages/latency/table.json")
@@ -331,9 +331,9 @@ def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
 def test_arch_show_checks_a_spec_against_the_supernet(project, monkeypatch):
     from typer.testing import CliRunner
 
-    from slimnet.arch import ArchSpec, save_spec
-    from slimnet.arch_cli import with_arch_tools
     from slimnet.cli import app as stage_app
+    from slimnet.pipeline.arch_tools import with_arch_tools
+    from slimnet.space.spec import ArchSpec, save_spec
 
     app = with_arch_tools(stage_app)
 
@@ -390,9 +390,9 @@ def test_forcing_the_stages_rewrites_the_same_bytes_and_leaves_nothing_stale(pro
 def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(project):
     """Off by default (an empty record); with two targets, one of them search.flops, it trains
     one network, compares that width with the optimized network, and exports a file per width."""
-    from slimnet.data import load_split
-    from slimnet.export import run_onnx
-    from slimnet.trained import load_slimmable
+    from slimnet.datasets.load import load_split
+    from slimnet.deploy.exporters import run_onnx
+    from slimnet.training.trained import load_slimmable
 
     assert load(project, "stages/slimmable/metrics.json")["targets"] == []
     assert load(project, "stages/export/slimmable/widths.json") == {}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from slimnet.arch import ArchSpec
 from slimnet.config import ModelParams, SupernetParams, TransferParams
-from slimnet.flops import cost
-from slimnet.models import build_blueprint, default_depth, scaled_depth
+from slimnet.optimizers.transfer import stack_depth
 from slimnet.pipeline.specs import full_uniform, projected_uniform
-from slimnet.transfer import stack_depth
+from slimnet.space.flops import cost
+from slimnet.space.models import build_blueprint, default_depth, scaled_depth
+from slimnet.space.spec import ArchSpec
 
 META = {"resolution": 28, "search_resolution": 16, "num_classes": 10, "in_channels": 1}
 MODEL = ModelParams(arch="mobilenet_v2", width=0.35, cifar=True, divisor=8)

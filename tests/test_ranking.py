@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from slimnet.ranking import kendall_tau
+from slimnet.stats.ranking import kendall_tau
 
 
 def test_orders_alike_and_reversed():
@@ -35,7 +35,7 @@ def test_agrees_with_scipy_with_ties():
 
 
 def test_width_similarity_sees_where_channels_go_not_how_many():
-    from slimnet.ranking import width_similarity
+    from slimnet.stats.ranking import width_similarity
 
     reference = {"stem": 16, "mid": 64, "last": 256}
     a = {"stem": 8, "mid": 32, "last": 128}

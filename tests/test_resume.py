@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimnet.arch import uniform_spec
-from slimnet.checkpoint import Checkpoints
-from slimnet.data import load_split
+from slimnet.console.progress import Reporter
+from slimnet.datasets.load import load_split
 from slimnet.nn.network import Network
-from slimnet.progress import Reporter
-from slimnet.recipe import Recipe
-from slimnet.train import BN_IMAGES, train_network
+from slimnet.space.spec import uniform_spec
+from slimnet.training.checkpoint import Checkpoints
+from slimnet.training.recipe import Recipe
+from slimnet.training.scratch import BN_IMAGES, train_network
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, train_small_supernet
 
 pytestmark = needs_fashion_mnist
@@ -52,7 +52,7 @@ def same_state(a: dict, b: dict) -> bool:
 
 
 def test_supernet_training_resumes_from_its_checkpoint(data_dir, tmp_path, monkeypatch):
-    import slimnet.supernet as supernet_module
+    import slimnet.training.sandwich as supernet_module
 
     with pytest.raises(Killed):
         train_small_supernet(data_dir, tmp_path, epochs=2, on_epoch=kill_after_first_epoch)

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from slimnet.scoring import calibrated_loss
+from slimnet.stats.scoring import calibrated_loss
 
 
 def logits_and_labels(n: int = 600, classes: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slimnet.bn import recalibrate
-from slimnet.scoring import accuracy
-from slimnet.search import CandidateEvaluator, greedy_slim
-from slimnet.supernet import evaluate_config
+from slimnet.nn.bn import recalibrate
+from slimnet.optimizers.autoslim import CandidateEvaluator, greedy_slim
+from slimnet.stats.scoring import accuracy
+from slimnet.training.sandwich import evaluate_config
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference, train_small_supernet
 
 pytestmark = needs_fashion_mnist
@@ -101,8 +101,8 @@ def test_greedy_search_runs_to_the_floor_and_is_deterministic(trained):
 
 
 def test_online_scores_are_not_random_where_the_network_has_dropout():
-    from slimnet.arch import uniform_spec
-    from slimnet.supernet import build_space, build_supernet
+    from slimnet.space.spec import uniform_spec
+    from slimnet.training.sandwich import build_space, build_supernet
 
     reference = uniform_spec(
         "mobilenet_v2", 0.25, resolution=16, num_classes=10, in_channels=1, cifar=True, depth=(1, 1, 1, 1, 1, 1, 1), divisor=2

@@ -17,12 +17,13 @@ import pytest
 import torch
 import yaml
 
-from slimnet.arch import uniform_spec
 from slimnet.config import SearchParams
-from slimnet.data import fixed_batches, load_split
+from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.optimizers.autoslim import CandidateEvaluator, greedy_slim
+from slimnet.optimizers.trajectory import TrajectoryPoint
 from slimnet.pipeline.search import SearchCheckpoint, search_key
-from slimnet.search import CandidateEvaluator, TrajectoryPoint, greedy_slim
-from slimnet.supernet import build_space, build_supernet, save_supernet_file
+from slimnet.space.spec import uniform_spec
+from slimnet.training.sandwich import build_space, build_supernet, save_supernet_file
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference
 
 pytestmark = needs_fashion_mnist

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-from slimnet.arch import uniform_spec
-from slimnet.checkpoint import Checkpoints
-from slimnet.data import load_split
+from slimnet.console.progress import Reporter
+from slimnet.datasets.load import load_split
 from slimnet.nn.switchable import SlimmableNetwork, recalibrate_width
-from slimnet.progress import Reporter
-from slimnet.recipe import Recipe
-from slimnet.slimmable import train_slimmable
+from slimnet.space.spec import uniform_spec
+from slimnet.training.checkpoint import Checkpoints
+from slimnet.training.joint import train_slimmable
+from slimnet.training.recipe import Recipe
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice
 
 DEPTH = (1, 1, 1, 1, 1, 1, 1)

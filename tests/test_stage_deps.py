@@ -18,7 +18,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "slimnet"
 # Imported by cli.main() only for `python -m slimnet arch ...`: never part of a stage's run.
-ARCH_TOOLS = "slimnet/arch_cli.py"
+ARCH_TOOLS = "slimnet/pipeline/arch_tools.py"
 
 
 def module_file(name: str) -> Path | None:
@@ -152,6 +152,6 @@ def test_arch_tools_rerun_no_stage():
 
 def test_the_closure_follows_lazy_imports():
     # evaluate imports measure.py only inside run_evaluate's module; search.py reaches bn.py.
-    assert "slimnet/measure.py" in command_closure("evaluate")
-    assert "slimnet/bn.py" in command_closure("search")
+    assert "slimnet/deploy/measure.py" in command_closure("evaluate")
+    assert "slimnet/nn/bn.py" in command_closure("search")
     assert "slimnet/pipeline/train.py" not in command_closure("search")

@@ -43,7 +43,7 @@ def commit_all(repo: Path, message: str) -> str:
 
 
 def experiment(name: str, flops: str, top1: dict[str, list[float]]) -> dict:
-    from slimnet.verdict import mean_and_std, paired_gain
+    from slimnet.stats.verdict import mean_and_std, paired_gain
 
     metrics = {"seeds": len(top1["optimized"])}
     for variant, values in top1.items():

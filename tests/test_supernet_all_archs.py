@@ -7,10 +7,10 @@ the narrow layers the CPU convolution bug needs (see slimnet.nn.safe_conv) occur
 import pytest
 import torch
 
-from slimnet.arch import uniform_spec
-from slimnet.models import ARCHS, scaled_depth
 from slimnet.nn.network import Network
-from slimnet.supernet import build_space, build_supernet, sandwich_step
+from slimnet.space.models import ARCHS, scaled_depth
+from slimnet.space.spec import uniform_spec
+from slimnet.training.sandwich import build_space, build_supernet, sandwich_step
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -1,10 +1,8 @@
 import pytest
 
-from slimnet.arch import ArchSpec, uniform_spec
-from slimnet.errors import SlimnetError
-from slimnet.models import ARCHS, build_blueprint, scaled_depth
-from slimnet.search import CostRatio, TrajectoryPoint
-from slimnet.transfer import (
+from slimnet.console.errors import SlimnetError
+from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
+from slimnet.optimizers.transfer import (
     channels_per_layer,
     extrapolate,
     format_size,
@@ -14,6 +12,8 @@ from slimnet.transfer import (
     uniform_baseline,
     width_multipliers,
 )
+from slimnet.space.models import ARCHS, build_blueprint, scaled_depth
+from slimnet.space.spec import ArchSpec, uniform_spec
 
 RESOLUTION = 64
 CLASSES = 10

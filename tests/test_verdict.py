@@ -7,7 +7,7 @@ import math
 import pytest
 
 from slimnet.pipeline.evaluate import draws_summary, versus_draws
-from slimnet.verdict import draws_mean, paired_gain, rank_among_draws, t975
+from slimnet.stats.verdict import draws_mean, paired_gain, rank_among_draws, t975
 
 
 def test_t_quantiles_match_scipy():

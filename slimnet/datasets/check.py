@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from slimnet.progress import Reporter
+from slimnet.console.progress import Reporter
 
 CHUNK = 64  # images per task: large enough to amortize scheduling, small enough for a smooth bar
 SMALL = 4  # chunks: fewer are checked in this process (starting a pool would cost more)

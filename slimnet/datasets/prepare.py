@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from slimnet.atomic import save_torch, write_json
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import Reporter
 from slimnet.datasets.check import find_invalid
 from slimnet.datasets.sources import (
     FolderListing,
@@ -24,8 +26,6 @@ from slimnet.datasets.sources import (
     load_tensor_source,
 )
 from slimnet.datasets.split import balanced_subset, channel_stats, resize_uint8, split_train_val
-from slimnet.errors import SlimnetError
-from slimnet.progress import Reporter
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
 
 # Where the Debian package `dataset-fashion-mnist` installs the idx files; a module
 # constant so tests can point it elsewhere.

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
 
 # Bounds the float working set when resizing (elements per chunk).
 CHUNK_ELEMENTS = 1 << 23

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from slimnet.nn.safe_conv import Conv2d
-from slimnet.nn.slimmable import SlimBatchNorm2d, SlimConv2d, SlimLinear
-from slimnet.space import Block, Blueprint, Conv
+from slimnet.nn.sliced import SlimBatchNorm2d, SlimConv2d, SlimLinear
+from slimnet.space.channels import Block, Blueprint, Conv
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 
@@ -151,3 +151,8 @@ def sliced_state_dict(supernet: Network, plain: Network) -> dict[str, torch.Tens
             tensor = tensor[tuple(slice(0, n) for n in target.shape)]
         state[name] = tensor.clone()
     return state
+
+
+def plain_network(spec) -> Network:
+    """The static network of an arch spec (slimnet.space.spec.ArchSpec; torch.nn layers only)."""
+    return Network(spec.blueprint())

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from slimnet.arch import ArchSpec
 from slimnet.nn.network import Network
-from slimnet.nn.slimmable import SlimBatchNorm2d, SlimConv2d
+from slimnet.nn.sliced import SlimBatchNorm2d, SlimConv2d
+from slimnet.space.spec import ArchSpec
 
 
 class SwitchableBatchNorm2d(nn.Module):

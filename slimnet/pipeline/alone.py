@@ -13,17 +13,17 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import DiagnosticsParams, ModelParams, SupernetParams, TransferParams
-from slimnet.data import fixed_batches, load_split
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_timings
 from slimnet.pipeline.specs import projected_uniform
-from slimnet.progress import reporter
-from slimnet.recipe import Recipe
-from slimnet.scoring import accuracy
-from slimnet.supernet import build_space
-from slimnet.train import train_network
+from slimnet.stats.scoring import accuracy
+from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.recipe import Recipe
+from slimnet.training.sandwich import build_space
+from slimnet.training.scratch import train_network
 
 
 def run_alone(

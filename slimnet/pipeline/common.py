@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
 from slimnet.pipeline.data_paths import DATA  # noqa: F401 -- re-exported: one data folder for every stage
 
 STAGES = Path("stages")

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from slimnet.config import DataParams
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import reporter
+from slimnet.datasets.fingerprint import scan_source
 from slimnet.datasets.prepare import InvalidImages, prepare_full
-from slimnet.datasets.scan import scan_source
-from slimnet.errors import SlimnetError
 from slimnet.pipeline.data_paths import DATA, SOURCE
-from slimnet.progress import reporter
 
 
 def run_data(data: DataParams, out_dir: Path = DATA, source_manifest: Path = SOURCE) -> dict:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 from slimnet.config import SearchParams
-from slimnet.data import fixed_batches, load_split
+from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.optimizers.autoslim import CandidateEvaluator
 from slimnet.pipeline.common import DATA, STAGES
-from slimnet.search import CandidateEvaluator
-from slimnet.supernet import load_supernet_file
+from slimnet.training.sandwich import load_supernet_file
 
 
 def supernet_estimates(configs: dict[str, dict[str, int]], search: SearchParams, device: torch.device) -> dict[str, float]:

@@ -9,19 +9,19 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.arch import ArchSpec, load_spec
 from slimnet.config import EvaluateParams, LatencyParams, TrainParams
-from slimnet.data import load_split
-from slimnet.errors import SlimnetError
-from slimnet.latency import LatencyTable, current_device_matches, predict_spec_ms
-from slimnet.measure import Timing, network_latency
+from slimnet.console.errors import SlimnetError
+from slimnet.datasets.load import load_split
+from slimnet.deploy.latency_model import LatencyTable, current_device_matches, predict_spec_ms
+from slimnet.deploy.measure import Timing, network_latency
 from slimnet.nn.network import Network
+from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import DATA, STAGES, read_json, trained_model, write_csv, write_timings
 from slimnet.pipeline.networks import draw_of, trained_states
-from slimnet.ranking import kendall_tau
-from slimnet.scoring import accuracy
-from slimnet.search import Trajectory
-from slimnet.verdict import Comparison, draws_mean, mean_and_std, paired_gain, rank_among_draws
+from slimnet.space.spec import ArchSpec, load_spec
+from slimnet.stats.ranking import kendall_tau
+from slimnet.stats.scoring import accuracy
+from slimnet.stats.verdict import Comparison, draws_mean, mean_and_std, paired_gain, rank_among_draws
 
 
 def _network(spec: ArchSpec, state: dict, device: torch.device) -> Network:

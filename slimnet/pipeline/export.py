@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 from slimnet import atomic
-from slimnet.arch import load_spec
 from slimnet.config import TrainParams
-from slimnet.export import ATOL, FORMATS, RTOL, SUFFIX, export_file
+from slimnet.deploy.exporters import ATOL, FORMATS, RTOL, SUFFIX, export_file
 from slimnet.pipeline.common import STAGES, trained_model, variant_spec, write_timings
-from slimnet.trained import load_slimmable, load_trained
+from slimnet.space.spec import load_spec
+from slimnet.training.trained import load_slimmable, load_trained
 
 EXPORT = STAGES / "export"
 SLIMMABLE_MODEL = STAGES / "slimmable" / "model.pt"

@@ -5,19 +5,20 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from slimnet import atomic, transfer
-from slimnet.arch import save_spec
-from slimnet.baselines import projected_uniform
-from slimnet.budgets import METRICS, Budget, Costs, extrapolate_within
+from slimnet import atomic
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams, SupernetParams
-from slimnet.flops import cost
-from slimnet.latency import LatencyTable, predict_spec_ms
+from slimnet.deploy.latency_model import LatencyTable, predict_spec_ms
+from slimnet.optimizers import transfer
+from slimnet.optimizers.baselines import projected_uniform
+from slimnet.optimizers.budgets import METRICS, Budget, Costs, extrapolate_within
+from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, write_csv
 from slimnet.pipeline.estimates import supernet_estimates
 from slimnet.pipeline.networks import random_name, save_random_specs
 from slimnet.pipeline.specs import full_uniform
-from slimnet.search import Trajectory
-from slimnet.space import ChannelSpace
+from slimnet.space.channels import ChannelSpace
+from slimnet.space.flops import cost
+from slimnet.space.spec import save_spec
 
 
 def run_extrapolate(

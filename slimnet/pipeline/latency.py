@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from slimnet.config import LatencyParams, ModelParams
-from slimnet.errors import SlimnetError
-from slimnet.latency import build_table
-from slimnet.measure import Timing
+from slimnet.console.errors import SlimnetError
+from slimnet.deploy.latency_model import build_table
+from slimnet.deploy.measure import Timing
 from slimnet.pipeline.common import DATA, STAGES, read_json
 from slimnet.pipeline.specs import full_uniform
 

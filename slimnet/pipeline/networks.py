@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.arch import ArchSpec, load_spec
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
 from slimnet.pipeline.common import variant_spec
+from slimnet.space.spec import ArchSpec, load_spec
 
 
 def random_name(draw: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimnet.config import TransferParams
-from slimnet.datasets.project import project_search
+from slimnet.datasets.projection import project_search
 from slimnet.pipeline.data_paths import DATA
 
 

@@ -11,10 +11,10 @@ from contextlib import contextmanager
 
 import torch
 
-from slimnet import launch
 from slimnet.config import ResourcesParams
-from slimnet.distributed import World, join_world, launched_by_torchrun, leave_world, rank_device
 from slimnet.pipeline.common import pick_device
+from slimnet.training import launch
+from slimnet.training.distributed import World, join_world, launched_by_torchrun, leave_world, rank_device
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from slimnet.atomic import write_json
 from slimnet.config import DataParams
-from slimnet.datasets.scan import scan_source
+from slimnet.datasets.fingerprint import scan_source
 from slimnet.pipeline.data_paths import SOURCE
 
 IGNORED_SHOWN = 3

@@ -12,16 +12,17 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from slimnet import atomic
-from slimnet.checkpoint import fingerprint
 from slimnet.config import BUDGET_KEYS, SearchParams
-from slimnet.data import fixed_batches, load_split
-from slimnet.distributed import SINGLE, World
-from slimnet.errors import SlimnetError
-from slimnet.flops import cost
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.optimizers.autoslim import Batches, CandidateEvaluator, greedy_slim
+from slimnet.optimizers.trajectory import Trajectory, TrajectoryPoint
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, write_csv, write_timings
-from slimnet.progress import reporter
-from slimnet.search import Batches, CandidateEvaluator, Trajectory, TrajectoryPoint, greedy_slim
-from slimnet.supernet import load_supernet_file
+from slimnet.space.flops import cost
+from slimnet.training.checkpoint import fingerprint
+from slimnet.training.distributed import SINGLE, World
+from slimnet.training.sandwich import load_supernet_file
 
 SUPERNET = STAGES / "supernet" / "supernet.pt"
 

@@ -14,21 +14,21 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.arch import ArchSpec, load_spec
-from slimnet.budgets import Budget, Costs, extrapolate_within
-from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import ExtrapolateParams, ModelParams, SlimmableParams, TrainParams
-from slimnet.data import load_split
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import load_split
 from slimnet.nn.switchable import SlimmableNetwork
+from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within
+from slimnet.optimizers.trajectory import Trajectory
+from slimnet.optimizers.transfer import OutOfRange
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, trained_model, variant_spec, write_csv, write_timings
 from slimnet.pipeline.specs import full_uniform
-from slimnet.progress import reporter
-from slimnet.scoring import accuracy
-from slimnet.search import Trajectory
-from slimnet.slimmable import train_slimmable
-from slimnet.trained import load_trained, save_slimmable_blob
-from slimnet.transfer import OutOfRange
+from slimnet.space.spec import ArchSpec, load_spec
+from slimnet.stats.scoring import accuracy
+from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.joint import train_slimmable
+from slimnet.training.trained import load_trained, save_slimmable_blob
 
 SLIMMABLE = STAGES / "slimmable"
 

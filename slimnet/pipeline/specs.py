@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from slimnet.arch import ArchSpec, uniform_spec
 from slimnet.config import ModelParams, SupernetParams, TransferParams
-from slimnet.models import scaled_depth
-from slimnet.space import make_divisible
+from slimnet.space.channels import make_divisible
+from slimnet.space.models import scaled_depth
+from slimnet.space.spec import ArchSpec, uniform_spec
 
 
 def full_uniform(model: ModelParams, meta: dict) -> ArchSpec:

@@ -16,15 +16,15 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.budgets import METRICS, Budget, Costs, selected_index
 from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, SearchParams, SupernetParams, TransferParams
-from slimnet.latency import LatencyTable
+from slimnet.deploy.latency_model import LatencyTable
+from slimnet.optimizers.budgets import METRICS, Budget, Costs, selected_index
+from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json
 from slimnet.pipeline.search import run_search
 from slimnet.pipeline.specs import full_uniform
 from slimnet.pipeline.supernet import run_supernet
-from slimnet.ranking import width_similarity
-from slimnet.search import Trajectory
+from slimnet.stats.ranking import width_similarity
 
 
 def run_stability(

@@ -7,14 +7,14 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.checkpoint import Checkpoints
 from slimnet.config import ModelParams, SupernetParams, TransferParams
-from slimnet.data import fixed_batches, load_split
-from slimnet.distributed import SINGLE, World
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
 from slimnet.pipeline.specs import projected_uniform
-from slimnet.progress import reporter
-from slimnet.supernet import build_space, save_supernet_file, supernet_key, train_supernet
+from slimnet.training.checkpoint import Checkpoints
+from slimnet.training.distributed import SINGLE, World
+from slimnet.training.sandwich import build_space, save_supernet_file, supernet_key, train_supernet
 
 
 def run_supernet(

@@ -7,16 +7,16 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.checkpoint import Checkpoints, fingerprint
 from slimnet.config import TrainParams
-from slimnet.data import load_split
-from slimnet.distributed import SINGLE, World
-from slimnet.errors import SlimnetError
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import load_split
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
 from slimnet.pipeline.networks import trained_blob, variant_specs
-from slimnet.progress import reporter
-from slimnet.train import train_network
+from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.distributed import SINGLE, World
+from slimnet.training.scratch import train_network
 
 
 def run_train(

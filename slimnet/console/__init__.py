@@ -1,0 +1,1 @@
+"""What the user sees: console output, one-line errors, progress, params validation messages."""

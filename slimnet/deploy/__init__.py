@@ -1,0 +1,1 @@
+"""What ships and how fast it runs: exporters, latency measurement and the latency model."""

@@ -1,0 +1,1 @@
+"""The search space and its costs: channel spaces, architecture blueprints, arch specs, FLOPs."""

@@ -1,0 +1,1 @@
+"""Numbers about results: scores of a network on a batch stream, verdicts, rank agreement."""

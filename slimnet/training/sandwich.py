@@ -1,0 +1,295 @@
+"""Slimmable supernet training: the sandwich rule with in-place distillation (AutoSlim §3.2).
+
+Every step runs the largest configuration on the labels, then the smallest and ``samples``
+random ones on the largest's detached soft predictions; gradients add up and the optimizer
+steps once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from slimnet.console.errors import SlimnetError
+from slimnet.console.progress import Reporter
+from slimnet.nn.bn import recalibrate
+from slimnet.nn.network import Network
+from slimnet.nn.sync_bn import use_sync_bn
+from slimnet.space.channels import ChannelSpace
+from slimnet.space.flops import flops as count_flops
+from slimnet.space.spec import ArchSpec
+from slimnet.stats.scoring import accuracy
+from slimnet.training.checkpoint import Checkpoints, fingerprint, restore_rng_state, rng_state
+from slimnet.training.distributed import SINGLE, GradientReducer, World, loss_share
+from slimnet.training.optim import lr_factor, make_optimizer, schedule_steps, set_lr
+from slimnet.training.recipe import Recipe
+
+
+def build_space(reference: ArchSpec, *, min_width: float, max_width: float, groups: int, divisor: int) -> ChannelSpace:
+    """The supernet's configurations around the (projected) reference network."""
+    return ChannelSpace.around(reference.blueprint(), min_width, max_width, groups, divisor)
+
+
+def check_config(space: ChannelSpace, config: dict[str, int]) -> dict[str, int]:
+    """A configuration the supernet can run: every unit present, each count one of its choices."""
+    problem = space.problems(config)
+    if problem is not None:
+        raise SlimnetError(f"not a configuration of this supernet: {problem}")
+    return config
+
+
+def build_supernet(space: ChannelSpace) -> Network:
+    return Network(space.blueprint, space.maximum, slimmable=True)
+
+
+def distill_loss(logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    return -(teacher_probs * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
+def sandwich_step(
+    network: Network,
+    space: ChannelSpace,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    samples: int,
+    label_smoothing: float,
+    generator: torch.Generator,
+    autocast: bool = False,
+    reducer: GradientReducer | None = None,
+    global_batch: int | None = None,
+) -> tuple[float, list[dict[str, int]]]:
+    """One optimizer step over max, min and ``samples`` random configs; returns the max config's loss.
+
+    Data-parallel: ``images`` are this rank's share of a ``global_batch``; every rank draws the
+    same configs from the same ``generator``; the configs' gradients add up locally and
+    ``reducer`` sums them over ranks once, before the step.
+    """
+    share = loss_share(len(labels), global_batch or len(labels))
+    configs = [space.maximum, space.minimum] + [space.sample(generator) for _ in range(samples)]
+    optimizer.zero_grad(set_to_none=True)
+    network.train()
+    teacher = None
+    max_loss = 0.0
+    for index, config in enumerate(configs):
+        network.set_channels(config)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = network(images)
+        if index == 0:
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+            teacher = F.softmax(logits.detach().float(), dim=-1)
+            max_loss = loss.detach()
+        else:
+            loss = distill_loss(logits, teacher)
+        (loss if share == 1.0 else loss * share).backward()
+    if reducer is not None:
+        (max_loss,) = reducer.reduce(max_loss * share)
+    optimizer.step()
+    return float(max_loss), configs
+
+
+@torch.no_grad()
+def evaluate_config(
+    network: Network,
+    config: dict[str, int],
+    calib_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    eval_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    world: World = SINGLE,
+) -> tuple[float, float]:
+    """Top-1 accuracy (%) and mean loss of one sub-network with recalibrated BN.
+
+    Every rank recalibrates on all of ``calib_batches``; ``eval_batches`` are this rank's share.
+    """
+    network.set_channels(config)
+    recalibrate(network, (x for x, _ in calib_batches))
+    return accuracy(network, eval_batches, world)
+
+
+def train_supernet(
+    space: ChannelSpace,
+    train_set,
+    calib_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    eval_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    recipe: Recipe,
+    samples: int,
+    resolution: int,
+    checkpoints: Checkpoints,
+    device: torch.device,
+    report: Reporter,
+    on_epoch: Callable[[dict], None] | None = None,
+    world: World = SINGLE,
+    sync_bn: bool = False,
+    dropout: float | None = None,
+) -> tuple[Network, list[dict], dict]:
+    """Train the supernet, resuming from the last checkpoint; returns (network, curves, summary).
+
+    ``dropout`` replaces the architecture's dropout before the classifier (None keeps it): with
+    it, the teacher's soft targets and every student see independent masks in one step.
+
+    With several ranks (``world``), each takes its share of every global batch of
+    ``recipe.batch_size`` and of ``eval_batches``; rank 0 alone saves checkpoints.
+    ``sync_bn``: batch statistics over the global batch instead of each rank's share.
+    """
+    torch.manual_seed(recipe.seed)
+    network = build_supernet(space).to(device, memory_format=torch.channels_last)
+    if dropout is not None:
+        network.dropout = torch.nn.Dropout(dropout) if dropout > 0 else torch.nn.Identity()
+    if sync_bn:
+        use_sync_bn(network, world)
+    reducer = GradientReducer(list(network.parameters()), world)
+    optimizer = make_optimizer(
+        network, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+    )
+    generator = torch.Generator().manual_seed(recipe.seed)
+    data_generator = torch.Generator(device="cpu").manual_seed(recipe.seed + 1)
+    steps_per_epoch, total_steps, warmup_steps = schedule_steps(recipe, len(train_set))
+    curves: list[dict] = []
+    start_epoch, train_flops, seconds = 0, 0, 0.0
+
+    state = checkpoints.load()
+    if state is not None:
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        data_generator.set_state(state["data_generator"])
+        restore_rng_state(state["rng"])
+        start_epoch, curves, train_flops, seconds = state["epoch"], state["curves"], state["train_flops"], state["seconds"]
+        report.line(f"supernet: resuming after epoch {start_epoch}/{recipe.epochs}")
+
+    flops_cache: dict[tuple, int] = {}
+
+    def config_flops(config: dict[str, int]) -> int:
+        key = tuple(config.values())
+        if key not in flops_cache:
+            flops_cache[key] = count_flops(space.blueprint, config, resolution)
+        return flops_cache[key]
+
+    autocast = device.type == "cuda"
+    for epoch in range(start_epoch, recipe.epochs):
+        started = time.perf_counter()
+        report.start(f"supernet epoch {epoch + 1}/{recipe.epochs}", steps_per_epoch)
+        world.seed_dropout(recipe.seed, epoch)
+        loss_sum = 0.0
+        batches = train_set.batches(
+            recipe.batch_size,
+            shuffle=True,
+            augment=True,
+            generator=data_generator,
+            drop_last=True,
+            shard=(world.rank, world.size),
+        )
+        for index, (images, labels) in enumerate(batches):
+            step = epoch * steps_per_epoch + index
+            set_lr(optimizer, recipe.scaled_lr() * lr_factor(step, total_steps, warmup_steps, recipe.schedule))
+            loss, configs = sandwich_step(
+                network,
+                space,
+                optimizer,
+                images,
+                labels,
+                samples=samples,
+                label_smoothing=recipe.label_smoothing,
+                generator=generator,
+                autocast=autocast,
+                reducer=reducer,
+                global_batch=recipe.batch_size,
+            )
+            loss_sum += loss
+            # forward + backward ~ 3x the forward multiply-accumulates (of the whole global batch)
+            train_flops += 3 * recipe.batch_size * sum(config_flops(c) for c in configs)
+            report.advance()
+        max_acc, max_loss = evaluate_config(network, space.maximum, calib_batches, eval_batches, world)
+        min_acc, min_loss = evaluate_config(network, space.minimum, calib_batches, eval_batches, world)
+        seconds += time.perf_counter() - started
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(loss_sum / steps_per_epoch, 5),
+            "max_acc": round(max_acc, 3),
+            "min_acc": round(min_acc, 3),
+            "max_loss": round(max_loss, 5),
+            "min_loss": round(min_loss, 5),
+        }
+        curves.append(row)
+        report.line(
+            f"supernet epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, "
+            f"val top-1 max {max_acc:.2f}% min {min_acc:.2f}% ({time.perf_counter() - started:.1f}s)"
+        )
+        if world.is_main:
+            checkpoints.save(_supernet_state(network, optimizer, generator, data_generator, epoch, curves, train_flops, seconds))
+        if on_epoch is not None:
+            on_epoch(row)
+    summary = {
+        "max_acc": curves[-1]["max_acc"],
+        "min_acc": curves[-1]["min_acc"],
+        "train_flops": train_flops,
+        "train_seconds": round(seconds, 2),
+        "max_flops": config_flops(space.maximum),
+        "min_flops": config_flops(space.minimum),
+    }
+    if world.size > 1:
+        summary["allreduce_seconds"] = round(reducer.seconds, 2)
+    network.set_channels(space.maximum)
+    return network, curves, summary
+
+
+def _supernet_state(
+    network: Network,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    data_generator: torch.Generator,
+    epoch: int,
+    curves: list[dict],
+    train_flops: int,
+    seconds: float,
+) -> dict:
+    """What a resumed run needs; nothing in it depends on the number of ranks."""
+    return {
+        "model": network.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "data_generator": data_generator.get_state(),
+        "epoch": epoch + 1,
+        "rng": rng_state(),
+        "curves": curves,
+        "train_flops": train_flops,
+        "seconds": seconds,
+    }
+
+
+def supernet_key(
+    reference: ArchSpec, space: ChannelSpace, recipe: Recipe, samples: int, train_size: int, dropout: float | None = None
+) -> str:
+    return fingerprint(
+        {
+            "reference": reference.model_dump(mode="json"),
+            "choices": space.choices,
+            "recipe": recipe.recipe_fields(),
+            "samples": samples,
+            "train": train_size,
+            **({} if dropout is None else {"dropout": dropout}),
+        }
+    )
+
+
+def save_supernet_file(path: Path, network: Network, reference: ArchSpec, space: ChannelSpace) -> None:
+    from slimnet import atomic
+
+    state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    atomic.save_torch(path, {"model": state, "reference": reference.model_dump(mode="json"), "choices": space.choices})
+
+
+def load_supernet_file(path: Path, device: torch.device | str = "cpu") -> tuple[Network, ArchSpec, ChannelSpace]:
+    if not Path(path).is_file():
+        raise SlimnetError(f"{path} not found: run `dvc repro supernet` first")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    reference = ArchSpec.model_validate(blob["reference"])
+    space = ChannelSpace(reference.blueprint(), {u: list(c) for u, c in blob["choices"].items()})
+    network = build_supernet(space)
+    network.load_state_dict(blob["model"])
+    return network.to(device, memory_format=torch.channels_last).eval(), reference, space
