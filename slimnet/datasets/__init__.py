@@ -1,5 +1,7 @@
-"""Preparing the splits: read a source, fingerprint it, check it, split it, project it.
+"""The splits: preparing them (read a source, fingerprint it, check it, split it, project it)
+and loading them (load.py).
 
-Only the data-side stages (scan, data, project) import this package. Every other stage loads
-the prepared split files through `slimnet.datasets.load`, so editing code here never reruns them.
+Only the data-side stages (scan, data, project) import the preparation modules. Every other
+stage loads the prepared split files through `slimnet.datasets.load` alone, so editing the
+preparation code never reruns them.
 """
