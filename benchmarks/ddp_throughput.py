@@ -160,7 +160,7 @@ def training_steps(world, steps: int):
 
 
 def worker(out: Path, steps: int) -> None:
-    from slimnet.training.distributed import join_world, leave_world
+    from slimnet.parallel.world import join_world, leave_world
 
     world = join_world(torch.device("cpu"))
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

@@ -22,8 +22,8 @@ from slimnet.console.progress import Reporter  # noqa: E402
 from slimnet.datasets.load import fixed_batches, load_split  # noqa: E402
 from slimnet.nn.network import Network  # noqa: E402
 from slimnet.optimizers.autoslim import CandidateEvaluator, greedy_slim  # noqa: E402
+from slimnet.parallel.world import SINGLE, World, join_world, leave_world  # noqa: E402
 from slimnet.training.checkpoint import Checkpoints  # noqa: E402
-from slimnet.training.distributed import SINGLE, World, join_world, leave_world  # noqa: E402
 from slimnet.training.recipe import Recipe  # noqa: E402
 from slimnet.training.sandwich import build_space, build_supernet, train_supernet  # noqa: E402
 from slimnet.training.scratch import train_network  # noqa: E402

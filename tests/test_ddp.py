@@ -20,8 +20,8 @@ import yaml
 from slimnet.config import ResourcesParams, load_params
 from slimnet.console.errors import SlimnetError
 from slimnet.datasets.load import load_split
-from slimnet.training.distributed import World
-from slimnet.training.launch import check_batches
+from slimnet.parallel.world import World
+from slimnet.pipeline.ranks import check_batches
 from tests import ddp_worker
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice
 

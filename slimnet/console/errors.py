@@ -2,7 +2,7 @@ import os
 from pathlib import Path
 
 # Where data-parallel ranks leave their one-line errors for the process that launched them
-# (slimnet/training/launch.py), which prints one line instead of one per rank.
+# (slimnet/pipeline/ranks.py), which prints one line instead of one per rank.
 RANK_ERRORS = "SLIMNET_RANK_ERRORS"
 
 

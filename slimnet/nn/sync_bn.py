@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from slimnet.nn.sliced import SlimBatchNorm2d
-from slimnet.training.distributed import World
+from slimnet.parallel.world import World
 
 _DIMS = (0, 2, 3)
 

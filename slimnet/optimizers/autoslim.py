@@ -19,11 +19,11 @@ from slimnet.console.progress import Reporter
 from slimnet.nn.bn import calibrating, slim_bns
 from slimnet.nn.network import Network
 from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
+from slimnet.parallel.world import SINGLE, World
 from slimnet.space.channels import Blueprint, ChannelSpace
 from slimnet.space.flops import cost
 from slimnet.space.spec import ArchSpec
 from slimnet.stats.scoring import calibrated_loss, top1_and_loss
-from slimnet.training.distributed import SINGLE, World
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 

@@ -18,10 +18,10 @@ from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.optimizers.autoslim import Batches, CandidateEvaluator, greedy_slim
 from slimnet.optimizers.trajectory import Trajectory, TrajectoryPoint
+from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, write_csv, write_timings
 from slimnet.space.flops import cost
 from slimnet.training.checkpoint import fingerprint
-from slimnet.training.distributed import SINGLE, World
 from slimnet.training.sandwich import load_supernet_file
 
 SUPERNET = STAGES / "supernet" / "supernet.pt"

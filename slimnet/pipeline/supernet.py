@@ -10,10 +10,10 @@ from slimnet import atomic
 from slimnet.config import ModelParams, SupernetParams, TransferParams
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
 from slimnet.pipeline.specs import projected_uniform
 from slimnet.training.checkpoint import Checkpoints
-from slimnet.training.distributed import SINGLE, World
 from slimnet.training.sandwich import build_space, save_supernet_file, supernet_key, train_supernet
 
 

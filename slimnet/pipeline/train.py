@@ -12,10 +12,10 @@ from slimnet.console.errors import SlimnetError
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import load_split
 from slimnet.nn.network import Network
+from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
 from slimnet.pipeline.networks import trained_blob, variant_specs
 from slimnet.training.checkpoint import Checkpoints, fingerprint
-from slimnet.training.distributed import SINGLE, World
 from slimnet.training.scratch import train_network
 
 

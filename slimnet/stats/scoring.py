@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slimnet.training.distributed import SINGLE, World
+from slimnet.parallel.world import SINGLE, World
 
 
 def top1_and_loss(outputs: Iterable[tuple[torch.Tensor, torch.Tensor]], world: World = SINGLE) -> tuple[float, float]:

@@ -19,12 +19,13 @@ from slimnet.console.progress import Reporter
 from slimnet.nn.bn import recalibrate
 from slimnet.nn.network import Network
 from slimnet.nn.sync_bn import use_sync_bn
+from slimnet.parallel.world import SINGLE, World
 from slimnet.space.channels import ChannelSpace
 from slimnet.space.flops import flops as count_flops
 from slimnet.space.spec import ArchSpec
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint, restore_rng_state, rng_state
-from slimnet.training.distributed import SINGLE, GradientReducer, World, loss_share
+from slimnet.training.distributed import GradientReducer, loss_share
 from slimnet.training.optim import lr_factor, make_optimizer, schedule_steps, set_lr
 from slimnet.training.recipe import Recipe
 

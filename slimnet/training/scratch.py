@@ -12,9 +12,10 @@ from torch import nn
 from slimnet.console.progress import Reporter
 from slimnet.nn.bn import recalibrate_plain
 from slimnet.nn.sync_bn import local_bn, use_sync_bn
+from slimnet.parallel.world import SINGLE, World
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, restore_rng_state, rng_state
-from slimnet.training.distributed import SINGLE, GradientReducer, World, loss_share
+from slimnet.training.distributed import GradientReducer, loss_share
 from slimnet.training.optim import lr_factor, make_optimizer, schedule_steps, set_lr
 from slimnet.training.recipe import Recipe
 
