@@ -1,10 +1,11 @@
-"""What a command shows the user: the console it prints to, and one line (exit code 2) instead
-of a traceback for a SlimnetError. Shared by the stage commands (cli.py) and the arch tools
-(pipeline/arch_tools.py), so neither imports the other for it."""
+"""What a command shows the user: the console it prints to, a stage's one-line summary, and one
+line (exit code 2) instead of a traceback for a SlimnetError. Shared by the stage commands
+(cli.py, pipeline/) and the arch tools (pipeline/arch_tools.py), so none imports another for it."""
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from typing import Callable
 
@@ -14,6 +15,11 @@ from rich.console import Console
 from slimnet.console.errors import SlimnetError, leave_for_launcher
 
 out = Console()
+
+
+def print_summary(title: str, summary: dict) -> None:
+    """A stage's summary on one line: its title in bold, then the summary as JSON."""
+    out.print(f"[bold]{title}[/bold] " + json.dumps(summary, default=str))
 
 
 def user_errors(command: Callable) -> Callable:

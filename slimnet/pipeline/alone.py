@@ -13,11 +13,12 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import DiagnosticsParams, ModelParams, SupernetParams, TransferParams
+from slimnet.config import DiagnosticsParams, ModelParams, Params, SupernetParams, TransferParams
+from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.nn.network import Network
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_timings
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, pick_device, read_json, write_timings
 from slimnet.pipeline.specs import projected_uniform
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
@@ -75,3 +76,8 @@ def run_alone(
     atomic.write_json(out_dir / "metrics.json", record)
     write_timings(out_dir, seconds)
     return record
+
+
+def command(p: Params, device: str) -> None:
+    """`python -m slimnet alone`: train the max and min configurations alone, print the summary."""
+    print_summary("alone", run_alone(p.model, p.transfer, p.supernet, p.diagnostics, device=pick_device(device)))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from slimnet.config import DataParams
+from slimnet.config import DataParams, Params
 from slimnet.console.errors import SlimnetError
+from slimnet.console.output import out, print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.fingerprint import scan_source
 from slimnet.datasets.prepare import InvalidImages, prepare_full
@@ -38,3 +39,13 @@ def run_data(data: DataParams, out_dir: Path = DATA, source_manifest: Path = SOU
             )
         except InvalidImages as err:
             raise SlimnetError(f"{err}; remove or replace them, or set data.skip_invalid: true to leave them out") from None
+
+
+def command(p: Params) -> None:
+    """`python -m slimnet data`: prepare the splits, print the summary and the images left out."""
+    summary = run_data(p.data)
+    print_summary("data", summary)
+    skipped = summary.get("skipped")
+    if skipped:
+        images = "image" if skipped == 1 else "images"
+        out.print(f"left out {skipped} {images} that cannot be decoded (data.skip_invalid: true); see data/meta.json")

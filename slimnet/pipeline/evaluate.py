@@ -7,16 +7,18 @@ import statistics
 from pathlib import Path
 
 import torch
+from rich.table import Table
 
 from slimnet import atomic
-from slimnet.config import EvaluateParams, LatencyParams, TrainParams
+from slimnet.config import EvaluateParams, LatencyParams, Params, TrainParams
 from slimnet.console.errors import SlimnetError
+from slimnet.console.output import out
 from slimnet.datasets.load import load_split
 from slimnet.deploy.latency_model import LatencyTable, current_device_matches, predict_spec_ms
 from slimnet.deploy.measure import Timing, network_latency
 from slimnet.nn.network import Network
 from slimnet.optimizers.trajectory import Trajectory
-from slimnet.pipeline.common import DATA, STAGES, read_json, trained_model, write_csv, write_timings
+from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, trained_model, write_csv, write_timings
 from slimnet.pipeline.networks import draw_of, trained_states
 from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.ranking import kendall_tau
@@ -221,3 +223,55 @@ def run_evaluate(
     ]
     write_csv(out_dir / "accuracy_vs_flops.csv", rows)
     return {**metrics, "latency": latency}
+
+
+def command(p: Params, device: str) -> None:
+    """`python -m slimnet evaluate`: score every trained network, print the table, the verdicts
+    and any note on the latency table."""
+    metrics = run_evaluate(p.evaluate, p.train, device=pick_device(device), latency_params=p.latency)
+    table = Table(
+        "variant", "top-1 % (mean)", "std", "FLOPs", "params", "memory MB", "latency ms (measured ± spread)", "predicted ms"
+    )
+    for variant in (name for name in metrics["latency"] if name != "device"):  # every network; random: each draw
+        m = metrics[variant]
+        table.add_row(
+            variant,
+            f"{m['top1']:.2f}",
+            "-" if m["top1_std"] is None else f"{m['top1_std']:.2f}",
+            f"{m['flops']:,}",
+            f"{m['params']:,}",
+            f"{m['memory_mb']:.2f}",
+            f"{metrics['latency'][variant]['latency_ms']:.2f} ± {metrics['latency'][variant]['spread']:.0%}",
+            f"{m['latency_pred_ms']:.2f}",
+        )
+    if "random" in metrics:
+        m = metrics["random"]
+        spread = "-" if m["top1_std"] is None else f"{m['top1_std']:.2f}"
+        table.add_row(f"random (mean of {m['draws']} draws)", f"{m['top1']:.2f}", spread, f"{m['flops']:,}", f"{m['params']:,}")
+    out.print(table)
+    out.print(_verdict_line("uniform", metrics, metrics["seeds"]))
+    if "vs_random" in metrics:
+        vs = metrics["vs_random"]
+        out.print(
+            _verdict_line(f"the mean of {vs['draws']} random draws", vs, metrics["seeds"])
+            + f"; rank among the draws {vs['rank_among_draws']} of {vs['draws'] + 1}"
+        )
+    if not metrics["latency"]["device"]["same_machine_as_table"]:
+        out.print(
+            f"note: the latency table was measured on {metrics['latency']['device']['table_device']}, not this machine: predictions are for that one"
+        )
+    elif not 2 / 3 <= metrics["latency"]["device"]["measured_over_predicted"] <= 3 / 2:
+        out.print(
+            f"note: measured latency is {metrics['latency']['device']['measured_over_predicted']:.2f}x the table's prediction: "
+            "the table was measured on a machine of another speed (or under load); `dvc repro -f latency` measures it here"
+        )
+
+
+def _verdict_line(baseline: str, comparison: dict, seeds: int) -> str:
+    gain = f"gain of optimized over {baseline}: {comparison['gain_top1']:+.2f} top-1 points"
+    if comparison["gain_ci95_low"] is None:
+        return f"{gain} (1 seed: no interval) -> {comparison['verdict']}"
+    return (
+        f"{gain}, 95% interval [{comparison['gain_ci95_low']:+.2f}, {comparison['gain_ci95_high']:+.2f}] "
+        f"over {seeds} seeds -> {comparison['verdict']}"
+    )

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 
 from slimnet import atomic
-from slimnet.config import TrainParams
+from slimnet.config import Params, TrainParams
+from slimnet.console.errors import SlimnetError
+from slimnet.console.output import out, print_summary
 from slimnet.deploy.exporters import ATOL, FORMATS, RTOL, SUFFIX, export_file
 from slimnet.pipeline.common import STAGES, trained_model, variant_spec, write_timings
 from slimnet.space.spec import load_spec
@@ -61,3 +63,19 @@ def run_export(train: TrainParams, *, out_dir: Path = EXPORT, slimmable_model: P
     atomic.write_json(out_dir / "metrics.json", metrics)
     write_timings(out_dir, {"export_seconds": round(time.perf_counter() - started, 2), "errors": errors})
     return {**sizes, "errors": errors}
+
+
+def command(p: Params) -> None:
+    """`python -m slimnet export` (no SPEC MODEL): export every deployed network, print the summary."""
+    print_summary("export", run_export(p.train))
+
+
+def export_one(spec: Path, model: Path, fmt: str, out_path: Path | None) -> None:
+    """`python -m slimnet export SPEC MODEL`: one trained network in ``fmt``, written to
+    ``out_path`` (default: MODEL with the format's suffix), checked against PyTorch."""
+    if fmt not in FORMATS:
+        raise SlimnetError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    arch_spec = load_spec(spec)
+    target = out_path if out_path is not None else model.with_name(model.name.split(".")[0] + SUFFIX[fmt])
+    written = export_file(load_trained(arch_spec, model), arch_spec, fmt, target)
+    out.print(f"wrote {target} ({written['bytes']:,} bytes); max |{fmt} - PyTorch| = {written['max_abs_error']:.2g}")

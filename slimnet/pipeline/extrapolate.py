@@ -6,7 +6,8 @@ import statistics
 from pathlib import Path
 
 from slimnet import atomic
-from slimnet.config import ExtrapolateParams, ModelParams, SearchParams, SupernetParams
+from slimnet.config import ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams
+from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable, predict_spec_ms
 from slimnet.optimizers import transfer
 from slimnet.optimizers.baselines import projected_uniform
@@ -110,3 +111,8 @@ def _costs(spec, table: LatencyTable) -> dict:
     """Every budget's figure for a network (latency: predicted by the table, in ms)."""
     c = spec.cost()
     return {"flops": c.flops, "params": c.params, "memory": c.memory, "latency_ms": round(predict_spec_ms(table, spec), 4)}
+
+
+def command(p: Params) -> None:
+    """`python -m slimnet extrapolate`: pick, extrapolate and match the budgets' networks, print the summary."""
+    print_summary("extrapolate", run_extrapolate(p.model, p.search, p.extrapolate, p.supernet))

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from slimnet.config import LatencyParams, ModelParams
+from slimnet.config import LatencyParams, ModelParams, Params
 from slimnet.console.errors import SlimnetError
+from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import build_table
 from slimnet.deploy.measure import Timing
 from slimnet.pipeline.common import DATA, STAGES, read_json
@@ -44,3 +45,8 @@ def run_latency(model: ModelParams, params: LatencyParams, out_dir: Path = STAGE
         "overhead_ms": table.overhead_ms,
         "reference_ms": next(c["measured_ms"] for c in table.calibration if c["width"] == 1.0),
     }
+
+
+def command(p: Params) -> None:
+    """`python -m slimnet latency`: measure the latency table, print the summary."""
+    print_summary("latency", run_latency(p.model, p.latency))

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slimnet.config import TransferParams
+from slimnet.config import Params, TransferParams
+from slimnet.console.output import print_summary
 from slimnet.datasets.projection import project_search
 from slimnet.pipeline.data_paths import DATA
 
 
 def run_project(transfer_params: TransferParams, data_dir: Path = DATA) -> dict:
     return project_search(data_dir, resolution=transfer_params.resolution, fraction=transfer_params.data_fraction)
+
+
+def command(p: Params) -> None:
+    """`python -m slimnet project`: write the projected search splits, print the summary."""
+    print_summary("project", run_project(p.transfer))

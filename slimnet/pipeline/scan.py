@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from slimnet.atomic import write_json
-from slimnet.config import DataParams
+from slimnet.config import DataParams, Params
+from slimnet.console.output import print_summary
 from slimnet.datasets.fingerprint import scan_source
 from slimnet.pipeline.data_paths import SOURCE
 
@@ -23,3 +24,8 @@ def run_scan(data: DataParams, out: Path = SOURCE) -> dict:
     if ignored:
         summary["ignored_examples"] = ignored[:IGNORED_SHOWN]
     return summary
+
+
+def command(p: Params) -> None:
+    """`python -m slimnet scan`: fingerprint the source, print the summary."""
+    print_summary("scan", run_scan(p.data))

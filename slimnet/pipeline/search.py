@@ -12,14 +12,16 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from slimnet import atomic
-from slimnet.config import BUDGET_KEYS, SearchParams
+from slimnet.config import BUDGET_KEYS, Params, SearchParams
 from slimnet.console.errors import SlimnetError
+from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.optimizers.autoslim import Batches, CandidateEvaluator, greedy_slim
 from slimnet.optimizers.trajectory import Trajectory, TrajectoryPoint
 from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, write_csv, write_timings
+from slimnet.pipeline.ranks import stage_processes
 from slimnet.space.flops import cost
 from slimnet.training.checkpoint import fingerprint
 from slimnet.training.sandwich import load_supernet_file
@@ -209,3 +211,14 @@ def rank_batches(evals: list, search: SearchParams, world: World) -> list:
             "or use fewer processes (resources.nproc)"
         )
     return world.share_batches(evals)
+
+
+def command(p: Params, device: str, relaunch: list[str]) -> None:
+    """`python -m slimnet search`: on this process or on torchrun's ranks, each running the
+    command line ``relaunch``; the main rank prints the summary."""
+    with stage_processes(p.resources, relaunch, device) as rank:
+        if rank is not None:
+            world, on = rank
+            summary = run_search(p.search, device=on, world=world)
+            if world.is_main:
+                print_summary("search", summary)

@@ -14,15 +14,26 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import ExtrapolateParams, ModelParams, SlimmableParams, TrainParams
+from slimnet.config import ExtrapolateParams, ModelParams, Params, SlimmableParams, TrainParams
 from slimnet.console.errors import SlimnetError
+from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import load_split
 from slimnet.nn.switchable import SlimmableNetwork
 from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within
 from slimnet.optimizers.trajectory import Trajectory
 from slimnet.optimizers.transfer import OutOfRange
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, trained_model, variant_spec, write_csv, write_timings
+from slimnet.pipeline.common import (
+    CHECKPOINTS,
+    DATA,
+    STAGES,
+    pick_device,
+    read_json,
+    trained_model,
+    variant_spec,
+    write_csv,
+    write_timings,
+)
 from slimnet.pipeline.specs import full_uniform
 from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.scoring import accuracy
@@ -145,3 +156,9 @@ def compare_with_individual(
             )
         rows.append(row)
     return rows
+
+
+def command(p: Params, device: str) -> None:
+    """`python -m slimnet slimmable`: train and score the slimmable network, print the summary."""
+    summary = run_slimmable(p.model, p.extrapolate, p.slimmable, p.slimmable_recipe(), device=pick_device(device))
+    print_summary("slimmable", summary)

@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, SearchParams, SupernetParams, TransferParams
+from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams, TransferParams
+from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable
 from slimnet.optimizers.budgets import METRICS, Budget, Costs, selected_index
 from slimnet.optimizers.trajectory import Trajectory
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, pick_device, read_json
 from slimnet.pipeline.search import run_search
 from slimnet.pipeline.specs import full_uniform
 from slimnet.pipeline.supernet import run_supernet
@@ -101,3 +102,9 @@ def _selector(model: ModelParams, search: SearchParams, extrapolate: Extrapolate
         )
 
     return select
+
+
+def command(p: Params, device: str) -> None:
+    """`python -m slimnet stability`: search the budget's point again, print the record."""
+    record = run_stability(p.model, p.transfer, p.supernet, p.search, p.extrapolate, p.diagnostics, device=pick_device(device))
+    print_summary("stability", record)

@@ -7,11 +7,13 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import ModelParams, SupernetParams, TransferParams
+from slimnet.config import ModelParams, Params, SupernetParams, TransferParams
+from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
+from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import projected_uniform
 from slimnet.training.checkpoint import Checkpoints
 from slimnet.training.sandwich import build_space, save_supernet_file, supernet_key, train_supernet
@@ -65,3 +67,14 @@ def run_supernet(
     write_timings(out_dir, timings)
     checkpoints.clear()
     return {**summary, **timings}
+
+
+def command(p: Params, device: str, relaunch: list[str]) -> None:
+    """`python -m slimnet supernet`: on this process or on torchrun's ranks, each running the
+    command line ``relaunch``; the main rank prints the summary."""
+    with stage_processes(p.resources, relaunch, device, **{"supernet.batch_size": p.supernet.batch_size}) as rank:
+        if rank is not None:
+            world, on = rank
+            summary = run_supernet(p.model, p.transfer, p.supernet, device=on, world=world, sync_bn=p.resources.sync_bn)
+            if world.is_main:
+                print_summary("supernet", summary)

@@ -7,14 +7,16 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import TrainParams
+from slimnet.config import Params, TrainParams
 from slimnet.console.errors import SlimnetError
+from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import load_split
 from slimnet.nn.network import Network
 from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
 from slimnet.pipeline.networks import trained_blob, variant_specs
+from slimnet.pipeline.ranks import stage_processes
 from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.scratch import train_network
 
@@ -79,3 +81,14 @@ def run_train(
     for done in checkpoints:
         done.clear()
     return result
+
+
+def command(p: Params, variant: str, seed: int, device: str, relaunch: list[str]) -> None:
+    """`python -m slimnet train`: one variant and seed on this process or on torchrun's ranks,
+    each running the command line ``relaunch``; the main rank prints the summary."""
+    with stage_processes(p.resources, relaunch, device, **{"train.batch_size": p.train.batch_size}) as rank:
+        if rank is not None:
+            world, on = rank
+            summary = run_train(variant, seed, p.train, device=on, world=world, sync_bn=p.resources.sync_bn)
+            if world.is_main:
+                print_summary(f"train {variant} seed {seed}", summary)
