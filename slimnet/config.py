@@ -1,5 +1,8 @@
 """params.yaml, validated: one pydantic model per section, sizes written as "200M" or "1.5G".
 
+Every default here is params.yaml's value (tests/test_config.py holds them equal), so a file
+that leaves a key out gets the documented, measured default.
+
 Only the CLI reads params.yaml; the library takes these models' fields as typed arguments.
 """
 
@@ -24,7 +27,7 @@ from pydantic import (
 from slimnet.console.errors import SlimnetError
 from slimnet.console.validation import first_problem
 from slimnet.space.names import ARCHS
-from slimnet.training.recipe import Recipe
+from slimnet.training.recipe import Epochs, LearningRate, Recipe, WarmupEpochs
 
 SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
@@ -121,16 +124,18 @@ class DataParams(Section):
 
 class ModelParams(Section):
     arch: Literal[ARCHS] = "mobilenet_v2"  # type: ignore[valid-type]
-    width: Annotated[float, Field(gt=0)] = 1.0
-    cifar: bool = False
+    width: Annotated[float, Field(gt=0)] = 0.35
+    cifar: bool = True
     divisor: PositiveInt = 8
 
 
 class TransferParams(Section):
-    width: Annotated[float, Field(gt=0, le=1)] = 1.0
-    depth: Annotated[float, Field(gt=0, le=1)] = 1.0
-    resolution: Optional[PositiveInt] = None
-    data_fraction: Fraction = 1.0
+    """The projected problem the search runs on; all 1.0 and resolution None: plain AutoSlim."""
+
+    width: Annotated[float, Field(gt=0, le=1)] = 0.7
+    depth: Annotated[float, Field(gt=0, le=1)] = 0.5
+    resolution: Optional[PositiveInt] = 16
+    data_fraction: Fraction = 0.2
 
 
 class SupernetParams(Recipe):
@@ -139,8 +144,11 @@ class SupernetParams(Recipe):
     min_width: Annotated[float, Field(gt=0)] = 0.15
     max_width: Annotated[float, Field(gt=0)] = 1.5
     groups: Annotated[int, Field(ge=2)] = 10
-    divisor: PositiveInt = 8
+    divisor: PositiveInt = 2
     samples: Annotated[int, Field(ge=0)] = 2
+    epochs: Epochs = 6
+    lr: LearningRate = 0.05
+    warmup_epochs: WarmupEpochs = 0.25
     eval_images: PositiveInt = 1024
     dropout: Optional[Annotated[float, Field(ge=0, lt=1)]] = None  # before the classifier; None: the architecture's
 
@@ -152,17 +160,17 @@ class SupernetParams(Recipe):
 
 
 class SearchParams(Section):
-    flops: Optional[Size] = None
+    flops: Optional[Size] = 6_000_000
     params: Optional[Size] = None
     latency: Optional[Milliseconds] = None  # predicted batch-1 latency on latency.device, in ms
     memory: Optional[Bytes] = None  # weights + every feature map at batch 1, float32 (flops.cost)
     criterion: Literal["accuracy", "loss", "calibrated"] = "calibrated"
     per_flop: bool = True
     bn: Literal["online", "recalibrate"] = "online"
-    eval_images: PositiveInt = 2048
-    calib_images: PositiveInt = 2048
-    batch_size: PositiveInt = 1024
-    floor: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    eval_images: PositiveInt = 1024
+    calib_images: PositiveInt = 512
+    batch_size: PositiveInt = 512
+    floor: Annotated[float, Field(ge=0, lt=1)] = 0.2
     seed: int = 0
 
     @model_validator(mode="after")
@@ -215,6 +223,8 @@ class TrainParams(Recipe):
     """The from-scratch recipe, shared by every trained variant, and what is trained with it:
     each variant once per seed (a DVC stage each, so a new seed trains only the new networks)."""
 
+    epochs: Epochs = 2
+    warmup_epochs: WarmupEpochs = 0.1
     seeds: Annotated[list[int], Field(min_length=1)] = [0]
     variants: list[Variant] = ["optimized", "uniform"]
 
@@ -234,7 +244,7 @@ class TrainParams(Recipe):
 
 
 class EvaluateParams(Section):
-    batch_size: PositiveInt = 512
+    batch_size: PositiveInt = 1000
     latency_runs: PositiveInt = 200  # timed blocks (slimnet.deploy.measure.Timing.repeats)
 
 
@@ -288,7 +298,7 @@ class Params(Section):
     model: ModelParams = ModelParams()
     transfer: TransferParams = TransferParams()
     supernet: SupernetParams = SupernetParams()
-    search: SearchParams = SearchParams(flops=10**8)
+    search: SearchParams = SearchParams()
     latency: LatencyParams = LatencyParams()
     extrapolate: ExtrapolateParams = ExtrapolateParams()
     train: TrainParams = TrainParams()

@@ -71,6 +71,35 @@ def test_defaults_fill_missing_sections_and_keys(tmp_path):
     assert params.search.flops == Params().search.flops
 
 
+# Model fields params.yaml leaves out on purpose: data.skip_invalid (image folders only: a data-stage
+# param that would rerun it) and train.seed (replaced by train.seeds; setting it is an error).
+NOT_IN_PARAMS_YAML = {("data", "skip_invalid"), ("train", "seed")}
+
+
+def test_params_yaml_is_the_models_defaults():
+    # One source for defaults: a file (a preset, a test's params) that leaves a key out gets what
+    # params.yaml documents, so each section model's default equals params.yaml's value.
+    import yaml
+
+    written = yaml.safe_load((REPO / "params.yaml").read_text())
+    loaded, defaults = load_params(REPO / "params.yaml"), Params()
+    assert set(written) == set(Params.model_fields)
+    differ = []
+    for section, values in written.items():
+        model = type(getattr(defaults, section))
+        assert set(values) == set(model.model_fields) - {k for s, k in NOT_IN_PARAMS_YAML if s == section}, section
+        for key in values:
+            default = model.model_fields[key].get_default(call_default_factory=True)
+            if getattr(loaded, section).model_dump()[key] != default:
+                differ.append(f"{section}.{key}: params.yaml {getattr(getattr(loaded, section), key)!r}, model {default!r}")
+    assert not differ, differ
+    assert loaded == defaults
+
+
+def test_a_file_that_leaves_everything_out_is_params_yaml(tmp_path):
+    assert load_params(write(tmp_path, "# every key left out\n")) == load_params(REPO / "params.yaml")
+
+
 def test_repository_params_file_is_valid():
     path = REPO / "params.yaml"
     if not path.is_file():
@@ -221,7 +250,8 @@ def test_slimmable_command_with_bad_targets_exits_2_and_writes_nothing(tmp_path,
     "written, ms", [("5ms", 5.0), ("500us", 0.5), ("0.005s", 5.0), ("2.5", 2.5), ("'7 ms'", 7.0), ("1e1ms", 10.0)]
 )
 def test_latency_targets(tmp_path, written, ms):
-    params = load_params(write(tmp_path, f"search:\n  latency: {written}\n"))
+    # A latency target alone: search.flops defaults to params.yaml's 6M, so it is set to null.
+    params = load_params(write(tmp_path, f"search:\n  flops: null\n  latency: {written}\n"))
     assert params.search.latency == pytest.approx(ms) and params.search.flops is None
 
 

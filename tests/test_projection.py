@@ -40,7 +40,8 @@ def test_projection_narrows_mobilenet_v2_last_conv_like_every_other_layer():
 
 def test_without_projection_the_searched_network_is_the_full_one():
     full = full_uniform(MODEL, META)
-    plain = projected_uniform(MODEL, TransferParams(), SUPERNET, {**META, "search_resolution": 28})
+    no_projection = TransferParams(width=1.0, depth=1.0, resolution=None, data_fraction=1.0)
+    plain = projected_uniform(MODEL, no_projection, SUPERNET, {**META, "search_resolution": 28})
     assert plain.channels == full.channels and plain.depth == full.depth and plain.resolution == full.resolution
 
 

@@ -7,6 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# The fields whose defaults differ between params.yaml's `train` and `supernet` sections: each
+# section restates them with its own default, and these keep the constraints in one place.
+Epochs = Annotated[int, Field(gt=0)]
+LearningRate = Annotated[float, Field(gt=0)]
+WarmupEpochs = Annotated[float, Field(ge=0)]
+
 
 class Recipe(BaseModel):
     """How to train: SGD with warm-up and decay. params.yaml's `train` section is one, and its
@@ -14,14 +20,14 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    epochs: Annotated[int, Field(gt=0)] = 1
+    epochs: Epochs = 1
     batch_size: Annotated[int, Field(gt=0)] = 128
-    lr: Annotated[float, Field(gt=0)] = 0.1
+    lr: LearningRate = 0.1
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = True
     weight_decay: Annotated[float, Field(ge=0)] = 4e-5
     schedule: Literal["linear", "cosine", "step"] = "cosine"  # step: x0.1 at 30/60/90% of the epochs
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    warmup_epochs: WarmupEpochs = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     seed: int = 0
 
