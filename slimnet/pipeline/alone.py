@@ -19,7 +19,7 @@ from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.nn.network import Network
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, pick_device, read_json, write_timings
-from slimnet.pipeline.specs import projected_uniform
+from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.recipe import Recipe
@@ -80,4 +80,5 @@ def run_alone(
 
 def command(p: Params, device: str) -> None:
     """`python -m slimnet alone`: train the max and min configurations alone, print the summary."""
+    check_network(p, dataset_resolution())
     print_summary("alone", run_alone(p.model, p.transfer, p.supernet, p.diagnostics, device=pick_device(device)))

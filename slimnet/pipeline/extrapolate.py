@@ -16,7 +16,7 @@ from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, write_csv
 from slimnet.pipeline.estimates import supernet_estimates
 from slimnet.pipeline.networks import random_name, save_random_specs
-from slimnet.pipeline.specs import full_uniform
+from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 from slimnet.space.channels import ChannelSpace
 from slimnet.space.flops import cost
 from slimnet.space.spec import save_spec
@@ -115,4 +115,5 @@ def _costs(spec, table: LatencyTable) -> dict:
 
 def command(p: Params) -> None:
     """`python -m slimnet extrapolate`: pick, extrapolate and match the budgets' networks, print the summary."""
+    check_network(p, dataset_resolution())
     print_summary("extrapolate", run_extrapolate(p.model, p.search, p.extrapolate, p.supernet))

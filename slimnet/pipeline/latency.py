@@ -20,7 +20,7 @@ from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import build_table
 from slimnet.deploy.measure import Timing
 from slimnet.pipeline.common import DATA, STAGES, read_json
-from slimnet.pipeline.specs import full_uniform
+from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 
 
 def latency_device(params: LatencyParams) -> torch.device:
@@ -49,4 +49,5 @@ def run_latency(model: ModelParams, params: LatencyParams, out_dir: Path = STAGE
 
 def command(p: Params) -> None:
     """`python -m slimnet latency`: measure the latency table, print the summary."""
+    check_network(p, dataset_resolution())
     print_summary("latency", run_latency(p.model, p.latency))

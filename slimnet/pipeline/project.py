@@ -12,6 +12,7 @@ from slimnet.config import Params, TransferParams
 from slimnet.console.output import print_summary
 from slimnet.datasets.projection import project_search
 from slimnet.pipeline.data_paths import DATA
+from slimnet.pipeline.specs import check_network, dataset_resolution
 
 
 def run_project(transfer_params: TransferParams, data_dir: Path = DATA) -> dict:
@@ -20,4 +21,5 @@ def run_project(transfer_params: TransferParams, data_dir: Path = DATA) -> dict:
 
 def command(p: Params) -> None:
     """`python -m slimnet project`: write the projected search splits, print the summary."""
+    check_network(p, dataset_resolution())
     print_summary("project", run_project(p.transfer))

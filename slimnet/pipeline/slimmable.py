@@ -34,7 +34,7 @@ from slimnet.pipeline.common import (
     write_csv,
     write_timings,
 )
-from slimnet.pipeline.specs import full_uniform
+from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
@@ -160,5 +160,6 @@ def compare_with_individual(
 
 def command(p: Params, device: str) -> None:
     """`python -m slimnet slimmable`: train and score the slimmable network, print the summary."""
+    check_network(p, dataset_resolution())
     summary = run_slimmable(p.model, p.extrapolate, p.slimmable, p.slimmable_recipe(), device=pick_device(device))
     print_summary("slimmable", summary)

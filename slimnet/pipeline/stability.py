@@ -23,7 +23,7 @@ from slimnet.optimizers.budgets import METRICS, Budget, Costs, selected_index
 from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, pick_device, read_json
 from slimnet.pipeline.search import run_search
-from slimnet.pipeline.specs import full_uniform
+from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 from slimnet.pipeline.supernet import run_supernet
 from slimnet.stats.ranking import width_similarity
 
@@ -106,5 +106,6 @@ def _selector(model: ModelParams, search: SearchParams, extrapolate: Extrapolate
 
 def command(p: Params, device: str) -> None:
     """`python -m slimnet stability`: search the budget's point again, print the record."""
+    check_network(p, dataset_resolution())
     record = run_stability(p.model, p.transfer, p.supernet, p.search, p.extrapolate, p.diagnostics, device=pick_device(device))
     print_summary("stability", record)

@@ -14,7 +14,7 @@ from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
 from slimnet.pipeline.ranks import stage_processes
-from slimnet.pipeline.specs import projected_uniform
+from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.training.checkpoint import Checkpoints
 from slimnet.training.sandwich import build_space, save_supernet_file, supernet_key, train_supernet
 
@@ -72,6 +72,7 @@ def run_supernet(
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet supernet`: on this process or on torchrun's ranks, each running the
     command line ``relaunch``; the main rank prints the summary."""
+    check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"supernet.batch_size": p.supernet.batch_size}) as rank:
         if rank is not None:
             world, on = rank
