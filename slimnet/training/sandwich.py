@@ -7,7 +7,6 @@ steps once.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -24,9 +23,9 @@ from slimnet.space.channels import ChannelSpace
 from slimnet.space.flops import flops as count_flops
 from slimnet.space.spec import ArchSpec
 from slimnet.stats.scoring import accuracy
-from slimnet.training.checkpoint import Checkpoints, fingerprint, restore_rng_state, rng_state
+from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.distributed import GradientReducer, loss_share
-from slimnet.training.optim import lr_factor, make_optimizer, schedule_steps, set_lr
+from slimnet.training.loop import Loop, Steps
 from slimnet.training.recipe import Recipe
 
 
@@ -144,94 +143,37 @@ def train_supernet(
     if sync_bn:
         use_sync_bn(network, world)
     reducer = GradientReducer(list(network.parameters()), world)
-    optimizer = make_optimizer(
-        network, lr=recipe.scaled_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+    loop = Loop(
+        network,
+        train_set,
+        recipe=recipe,
+        checkpoints=checkpoints,
+        report=report,
+        name="supernet",
+        world=world,
+        data_seed=recipe.seed + 1,
     )
-    generator = torch.Generator().manual_seed(recipe.seed)
-    data_generator = torch.Generator(device="cpu").manual_seed(recipe.seed + 1)
-    steps_per_epoch, total_steps, warmup_steps = schedule_steps(recipe, len(train_set))
-    curves: list[dict] = []
-    start_epoch, train_flops, seconds = 0, 0, 0.0
-
-    state = checkpoints.load()
-    if state is not None:
-        network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        data_generator.set_state(state["data_generator"])
-        restore_rng_state(state["rng"])
-        start_epoch, curves, train_flops, seconds = state["epoch"], state["curves"], state["train_flops"], state["seconds"]
-        report.line(f"supernet: resuming after epoch {start_epoch}/{recipe.epochs}")
-
-    flops_cache: dict[tuple, int] = {}
-
-    def config_flops(config: dict[str, int]) -> int:
-        key = tuple(config.values())
-        if key not in flops_cache:
-            flops_cache[key] = count_flops(space.blueprint, config, resolution)
-        return flops_cache[key]
-
-    autocast = device.type == "cuda"
-    for epoch in range(start_epoch, recipe.epochs):
-        started = time.perf_counter()
-        report.start(f"supernet epoch {epoch + 1}/{recipe.epochs}", steps_per_epoch)
-        world.seed_dropout(recipe.seed, epoch)
-        loss_sum = 0.0
-        batches = train_set.batches(
-            recipe.batch_size,
-            shuffle=True,
-            augment=True,
-            generator=data_generator,
-            drop_last=True,
-            shard=(world.rank, world.size),
-        )
-        for index, (images, labels) in enumerate(batches):
-            step = epoch * steps_per_epoch + index
-            set_lr(optimizer, recipe.scaled_lr() * lr_factor(step, total_steps, warmup_steps, recipe.schedule))
-            loss, configs = sandwich_step(
-                network,
-                space,
-                optimizer,
-                images,
-                labels,
-                samples=samples,
-                label_smoothing=recipe.label_smoothing,
-                generator=generator,
-                autocast=autocast,
-                reducer=reducer,
-                global_batch=recipe.batch_size,
-            )
-            loss_sum += loss
-            # forward + backward ~ 3x the forward multiply-accumulates (of the whole global batch)
-            train_flops += 3 * recipe.batch_size * sum(config_flops(c) for c in configs)
-            report.advance()
-        max_acc, max_loss = evaluate_config(network, space.maximum, calib_batches, eval_batches, world)
-        min_acc, min_loss = evaluate_config(network, space.minimum, calib_batches, eval_batches, world)
-        seconds += time.perf_counter() - started
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": round(loss_sum / steps_per_epoch, 5),
-            "max_acc": round(max_acc, 3),
-            "min_acc": round(min_acc, 3),
-            "max_loss": round(max_loss, 5),
-            "min_loss": round(min_loss, 5),
-        }
-        curves.append(row)
-        report.line(
-            f"supernet epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f}, "
-            f"val top-1 max {max_acc:.2f}% min {min_acc:.2f}% ({time.perf_counter() - started:.1f}s)"
-        )
-        if world.is_main:
-            checkpoints.save(_supernet_state(network, optimizer, generator, data_generator, epoch, curves, train_flops, seconds))
-        if on_epoch is not None:
-            on_epoch(row)
+    steps = SandwichSteps(
+        network,
+        space,
+        calib_batches,
+        eval_batches,
+        recipe=recipe,
+        loop=loop,
+        samples=samples,
+        resolution=resolution,
+        reducer=reducer,
+        device=device,
+        world=world,
+    )
+    curves, seconds = loop.run(steps, on_epoch)
     summary = {
         "max_acc": curves[-1]["max_acc"],
         "min_acc": curves[-1]["min_acc"],
-        "train_flops": train_flops,
+        "train_flops": steps.train_flops,
         "train_seconds": round(seconds, 2),
-        "max_flops": config_flops(space.maximum),
-        "min_flops": config_flops(space.minimum),
+        "max_flops": steps.config_flops(space.maximum),
+        "min_flops": steps.config_flops(space.minimum),
     }
     if world.size > 1:
         summary["allreduce_seconds"] = round(reducer.seconds, 2)
@@ -239,28 +181,84 @@ def train_supernet(
     return network, curves, summary
 
 
-def _supernet_state(
-    network: Network,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    data_generator: torch.Generator,
-    epoch: int,
-    curves: list[dict],
-    train_flops: int,
-    seconds: float,
-) -> dict:
-    """What a resumed run needs; nothing in it depends on the number of ranks."""
-    return {
-        "model": network.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-        "data_generator": data_generator.get_state(),
-        "epoch": epoch + 1,
-        "rng": rng_state(),
-        "curves": curves,
-        "train_flops": train_flops,
-        "seconds": seconds,
-    }
+class SandwichSteps(Steps):
+    """The sandwich rule's step; the configurations come from a generator of their own
+    (``recipe.seed``, checkpointed as ``generator``), the data order from ``recipe.seed + 1``.
+    Counts the training multiply-accumulates (``train_flops``), which a resumed run continues."""
+
+    def __init__(
+        self,
+        network: Network,
+        space: ChannelSpace,
+        calib_batches: list[tuple[torch.Tensor, torch.Tensor]],
+        eval_batches: list[tuple[torch.Tensor, torch.Tensor]],
+        *,
+        recipe: Recipe,
+        loop: Loop,
+        samples: int,
+        resolution: int,
+        reducer: GradientReducer,
+        device: torch.device,
+        world: World,
+    ):
+        self.network, self.space, self.calib_batches, self.eval_batches = network, space, calib_batches, eval_batches
+        self.recipe, self.steps_per_epoch, self.samples, self.resolution = recipe, loop.steps_per_epoch, samples, resolution
+        self.reducer, self.world = reducer, world
+        self.autocast = device.type == "cuda"
+        self.generators = {"generator": torch.Generator().manual_seed(recipe.seed)}
+        self.train_flops = 0
+        self._flops: dict[tuple, int] = {}
+
+    def config_flops(self, config: dict[str, int]) -> int:
+        key = tuple(config.values())
+        if key not in self._flops:
+            self._flops[key] = count_flops(self.space.blueprint, config, self.resolution)
+        return self._flops[key]
+
+    def totals(self) -> dict:
+        return {"train_flops": self.train_flops}
+
+    def restore_totals(self, state: dict) -> None:
+        self.train_flops = state["train_flops"]
+
+    def begin_epoch(self) -> None:
+        self.loss_sum = 0.0
+
+    def step(self, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor) -> None:
+        loss, configs = sandwich_step(
+            self.network,
+            self.space,
+            optimizer,
+            images,
+            labels,
+            samples=self.samples,
+            label_smoothing=self.recipe.label_smoothing,
+            generator=self.generators["generator"],
+            autocast=self.autocast,
+            reducer=self.reducer,
+            global_batch=self.recipe.batch_size,
+        )
+        self.loss_sum += loss
+        # forward + backward ~ 3x the forward multiply-accumulates (of the whole global batch)
+        self.train_flops += 3 * self.recipe.batch_size * sum(self.config_flops(c) for c in configs)
+
+    def evaluate(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        space, world = self.space, self.world
+        largest = evaluate_config(self.network, space.maximum, self.calib_batches, self.eval_batches, world)
+        smallest = evaluate_config(self.network, space.minimum, self.calib_batches, self.eval_batches, world)
+        return largest, smallest
+
+    def record(self, epoch: int, evaluation) -> tuple[dict, str]:
+        (max_acc, max_loss), (min_acc, min_loss) = evaluation
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(self.loss_sum / self.steps_per_epoch, 5),
+            "max_acc": round(max_acc, 3),
+            "min_acc": round(min_acc, 3),
+            "max_loss": round(max_loss, 5),
+            "min_loss": round(min_loss, 5),
+        }
+        return row, f"loss {row['train_loss']:.4f}, val top-1 max {max_acc:.2f}% min {min_acc:.2f}%"
 
 
 def supernet_key(
