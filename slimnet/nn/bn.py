@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -54,13 +54,16 @@ def recalibrate(
 
 
 @torch.no_grad()
-def recalibrate_plain(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+def recalibrate_plain(model: nn.Module, batches: Iterable[torch.Tensor], bns: Sequence[nn.BatchNorm2d] | None = None) -> None:
     """Exact (cumulative-average) BN statistics of a plain network for its current weights.
 
     Running averages lag behind fast-moving weights early in training; re-estimating them at
     the end of an epoch costs a few forward passes and removes that lag from every evaluation.
+    ``bns``: only these layers (default every ``BatchNorm2d``; a slimmable network's one width,
+    :func:`slimnet.nn.switchable.recalibrate_width`); the others keep their statistics.
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if bns is None:
+        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     saved = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()

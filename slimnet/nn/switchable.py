@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from slimnet.nn.bn import recalibrate_plain
 from slimnet.nn.network import Network
 from slimnet.nn.sliced import SlimBatchNorm2d, SlimConv2d
 from slimnet.space.spec import ArchSpec
@@ -96,21 +97,7 @@ def _switchable_bns(network: Network, widths: list[dict[str, int]], state: dict[
         raise ValueError(f"BN without a conv before it: {', '.join(left[:3])}")
 
 
-@torch.no_grad()
 def recalibrate_width(model: SlimmableNetwork, index: int, batches) -> None:
     """Exact (cumulative-average) statistics of width ``index``'s own BNs; other widths' untouched."""
     model.switch(index)
-    bns = [m.bns[index] for m in model.switchable_bns()]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None
-    was_training = model.training
-    model.train()
-    try:
-        for x in batches:
-            model(x)
-    finally:
-        for bn, momentum in zip(bns, saved):
-            bn.momentum = momentum
-        model.train(was_training)
+    recalibrate_plain(model, batches, [m.bns[index] for m in model.switchable_bns()])
