@@ -124,6 +124,18 @@ def _share(n: int, shard: tuple[int, int]) -> tuple[int, int]:
     return n * rank // size, n * (rank + 1) // size
 
 
+def _global_batches(n: int, batch_size: int, drop_last: bool, shard: tuple[int, int]) -> Iterator[tuple[int, int, int, int]]:
+    """The batching every split shares: (start, stop) of each global batch of ``batch_size``
+    positions in an order of ``n`` (a short last one unless ``drop_last``) and this rank's share
+    [lo, hi) of it, relative to ``start`` (empty shares included)."""
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        if drop_last and stop - start < batch_size:
+            break
+        lo, hi = _share(stop - start, shard)
+        yield start, stop, lo, hi
+
+
 class TensorImageSet(ImageSet):
     """All pixels live on `device` as uint8; batches are sliced and augmented there."""
 
@@ -150,16 +162,12 @@ class TensorImageSet(ImageSet):
     ) -> Iterator[tuple[Tensor, Tensor]]:
         _check_batch_args(batch_size, limit)
         order = _order(len(self), shuffle, limit, generator).to(self.device)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if drop_last and len(idx) < batch_size:
-                break
-            lo, hi = _share(len(idx), shard)
+        for start, stop, lo, hi in _global_batches(len(order), batch_size, drop_last, shard):
             # The whole batch's draws, so the generator moves as in one process.
-            draws = crop_flip_draws(len(idx), self.resolution // 8, generator) if augment else None
+            draws = crop_flip_draws(stop - start, self.resolution // 8, generator) if augment else None
             if hi == lo:
                 continue
-            idx = idx[lo:hi]
+            idx = order[start + lo : start + hi]
             images = self.images[idx]
             if draws is not None:
                 images = random_crop_flip(images, self.resolution // 8, None, tuple(d[lo:hi] for d in draws))
@@ -234,14 +242,11 @@ class FolderImageSet(ImageSet):
             self.root, [self.paths[i] for i in order], self.labels[order].tolist(), folder_transform(self.resolution, augment)
         )
         # Each rank loads its share of every global batch (positions in `order`).
-        shares = []
-        for start in range(0, len(order), batch_size):
-            stop = min(start + batch_size, len(order))
-            if drop_last and stop - start < batch_size:
-                break
-            lo, hi = _share(stop - start, shard)
-            if hi > lo:
-                shares.append(list(range(start + lo, start + hi)))
+        shares = [
+            list(range(start + lo, start + hi))
+            for start, _, lo, hi in _global_batches(len(order), batch_size, drop_last, shard)
+            if hi > lo
+        ]
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_sampler=shares,
