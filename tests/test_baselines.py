@@ -76,7 +76,7 @@ def slimming_trajectory(projected, units, steps: int):
     """A trajectory that slims only ``units`` (5% per step): their stages are deeper in the full
     network than in the projection, so each step saves a larger share of the full network."""
     from slimnet.optimizers.trajectory import CostRatio
-    from tests.test_transfer import trajectory_point
+    from tests.test_budgets import trajectory_point
 
     base = projected.cost()
     points = []

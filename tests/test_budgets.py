@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from slimnet.console.errors import SlimnetError
-from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within, show
+from slimnet.optimizers.budgets import Budget, Costs, check_budgets, extrapolate_within, show
 from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
+from slimnet.optimizers.transfer import format_size
 from slimnet.space.models import scaled_depth
 from slimnet.space.spec import ArchSpec, uniform_spec
 
@@ -129,3 +130,140 @@ def test_show_writes_budgets_as_params_yaml_does():
     assert show("latency", 0.05) == "50us"
     assert show("memory", 4_100_000) == "4.1MB"
     assert show("flops", 6_000_000) == "6M"
+
+
+# --- one budget (what transfer.extrapolate's single-target tests checked, on the pipeline's path) ---
+
+
+def trajectory_point(step: int, channels: dict[str, int], flops: int, params: int, ratio: CostRatio) -> TrajectoryPoint:
+    return TrajectoryPoint(
+        step=step,
+        slimmed=None,
+        flops=flops,
+        params=params,
+        memory=0,
+        accuracy=0.0,
+        loss=0.0,
+        evaluations=0,
+        ratio=ratio,
+        channels=channels,
+    )
+
+
+RATIOS = [1.5, 1.2, 1.0, 0.8, 0.5]  # flops; params are half
+FULL_COST = 10**6
+
+
+def select(target_ratio: float, metric: str = "flops") -> int:
+    ratios = {"flops": RATIOS, "params": [r / 2 for r in RATIOS]}
+    return check_budgets([Budget(metric, target_ratio * FULL_COST)], ratios, {metric: FULL_COST})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("target, step", [(1.5, 0), (1.3, 1), (1.2, 1), (1.1, 2), (0.6, 4), (0.5, 4)])
+def test_one_budget_selects_the_first_point_within_it(target, step):
+    assert select(target) == step
+
+
+def test_one_budget_selects_by_params():
+    assert select(0.45, "params") == 3
+
+
+@pytest.mark.parametrize("target, side", [(1.6, "above"), (0.4, "below")])
+def test_one_budget_out_of_range_names_the_range(target, side):
+    with pytest.raises(SlimnetError, match=f"{side} what the search covered.*choose between 500K and 1.5M"):
+        select(target)
+
+
+def uniform_trajectory(projected: ArchSpec, width: float, widths: list[float]) -> list[TrajectoryPoint]:
+    """A synthetic greedy trajectory: uniform networks around the projected one (at ``width``), widest first."""
+    base = projected.cost()
+    points = []
+    for step, w in enumerate(widths):
+        spec = uniform_spec(
+            projected.arch,
+            width * w,
+            resolution=projected.resolution,
+            num_classes=projected.num_classes,
+            depth=projected.depth,
+        )
+        c = spec.cost()
+        ratio = CostRatio(flops=c.flops / base.flops, params=c.params / base.params)
+        points.append(trajectory_point(step, dict(spec.channels), c.flops, c.params, ratio))
+    return points
+
+
+WIDTHS = [1.5, 1.25, 1.0, 0.8, 0.6, 0.4]
+MBV2_SOURCE = (1, 1, 2, 2, 2, 2, 1)
+
+
+def relative_error(value: float, target: float) -> float:
+    return abs(value - target) / target
+
+
+def one_budget(points, budget: Budget, *, projected: ArchSpec, full: ArchSpec, stacking: str) -> dict:
+    return extrapolate_within(
+        points,
+        [budget],
+        projected_uniform=projected,
+        full_uniform=full,
+        costs=Costs(None),
+        stacking=stacking,
+        divisor=8,
+        tolerance=TOLERANCE,
+    )
+
+
+def test_one_budget_without_projection_uses_selected_channels():
+    full = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES, depth=MBV2_SOURCE)
+    points = uniform_trajectory(full, 1.0, WIDTHS)
+    target = int(0.7 * full.cost().flops)
+    result = one_budget(points, Budget("flops", target), projected=full, full=full, stacking="average")
+    expected = next(p for p in points if p.flops <= target)
+    assert result["selected_step"] == expected.step
+    assert result["optimized"].channels == expected.channels
+    assert result["multiplier"] == 1.0
+    assert relative_error(result["uniform"].cost().flops, result["optimized"].cost().flops) <= TOLERANCE
+
+
+@pytest.mark.parametrize("stacking", ["last", "average"])
+def test_one_budget_with_projection_hits_target(stacking):
+    full = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES)
+    projected = uniform_spec("mobilenet_v2", 0.5, resolution=32, num_classes=CLASSES, depth=scaled_depth("mobilenet_v2", 0.5))
+    points = uniform_trajectory(projected, 0.5, WIDTHS)
+    target = int(0.6 * full.cost().flops)
+    result = one_budget(points, Budget("flops", target), projected=projected, full=full, stacking=stacking)
+    optimized, uniform = result["optimized"], result["uniform"]
+    assert optimized.depth == full.depth and optimized.resolution == full.resolution
+    assert set(optimized.channels) == set(full.channels)
+    assert relative_error(optimized.cost().flops, target) <= TOLERANCE
+    assert relative_error(uniform.cost().flops, optimized.cost().flops) <= TOLERANCE
+    assert uniform.depth == full.depth
+    assert result["binding"] == "flops"
+    assert points[result["selected_step"]].ratio.flops <= 0.6
+
+
+def test_one_budget_on_params():
+    full = uniform_spec("resnet18", 1.0, resolution=RESOLUTION, num_classes=CLASSES)
+    projected = uniform_spec("resnet18", 0.5, resolution=32, num_classes=CLASSES, depth=(1, 1, 1, 1))
+    points = uniform_trajectory(projected, 0.5, WIDTHS)
+    target = int(0.5 * full.cost().params)
+    result = one_budget(points, Budget("params", target), projected=projected, full=full, stacking="last")
+    assert relative_error(result["optimized"].cost().params, target) <= TOLERANCE
+    assert result["binding"] == "params"
+
+
+@pytest.mark.parametrize("fraction, side", [(0.01, "below"), (5.0, "above")])
+def test_one_budget_out_of_range_gives_absolute_range(fraction, side):
+    full = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES)
+    projected = uniform_spec("mobilenet_v2", 0.5, resolution=32, num_classes=CLASSES, depth=scaled_depth("mobilenet_v2", 0.5))
+    points = uniform_trajectory(projected, 0.5, WIDTHS)
+    full_flops = full.cost().flops
+    target = int(fraction * full_flops)
+    with pytest.raises(SlimnetError) as error:
+        one_budget(points, Budget("flops", target), projected=projected, full=full, stacking="average")
+    message = str(error.value)
+    low = format_size(points[-1].ratio.flops * full_flops, "up")
+    high = format_size(points[0].ratio.flops * full_flops, "down")
+    assert f"search.flops: {format_size(target)} is {side} what the search covered" in message
+    assert f"choose between {low} and {high}" in message
+    assert "\n" not in message

@@ -1,13 +1,10 @@
 import pytest
 
 from slimnet.console.errors import SlimnetError
-from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
 from slimnet.optimizers.transfer import (
     channels_per_layer,
-    extrapolate,
     format_size,
     match_cost,
-    select_point,
     stack_depth,
     uniform_baseline,
     width_multipliers,
@@ -217,159 +214,6 @@ def test_uniform_baseline_far_below_narrowest_rounded_width():
     spec, _, _ = uniform_baseline("resnet50", target, resolution=RESOLUTION, num_classes=CLASSES, depth=reference.depth)
     assert set(spec.channels) == set(reference.channels)
     assert relative_error(spec.cost().flops, target) <= 0.01
-
-
-# --- trajectory ---
-
-
-def trajectory_point(step: int, channels: dict[str, int], flops: int, params: int, ratio: CostRatio) -> TrajectoryPoint:
-    return TrajectoryPoint(
-        step=step,
-        slimmed=None,
-        flops=flops,
-        params=params,
-        memory=0,
-        accuracy=0.0,
-        loss=0.0,
-        evaluations=0,
-        ratio=ratio,
-        channels=channels,
-    )
-
-
-def ratio_point(step: int, ratio: float) -> TrajectoryPoint:
-    return trajectory_point(step, {}, 0, 0, CostRatio(flops=ratio, params=ratio / 2))
-
-
-TRAJECTORY = [ratio_point(i, r) for i, r in enumerate([1.5, 1.2, 1.0, 0.8, 0.5])]
-
-
-@pytest.mark.parametrize("target, step", [(1.5, 0), (1.3, 1), (1.2, 1), (1.1, 2), (0.6, 4), (0.5, 4)])
-def test_select_point(target, step):
-    assert select_point(TRAJECTORY, target_ratio=target).step == step
-
-
-def test_select_point_by_params():
-    assert select_point(TRAJECTORY, target_ratio=0.45, metric="params").step == 3
-
-
-@pytest.mark.parametrize("target, side", [(1.6, "above"), (0.4, "below")])
-def test_select_point_out_of_range(target, side):
-    with pytest.raises(SlimnetError, match=f"{side}.*between 0.5 and 1.5"):
-        select_point(TRAJECTORY, target_ratio=target)
-
-
-def uniform_trajectory(projected: ArchSpec, width: float, widths: list[float]) -> list[TrajectoryPoint]:
-    """A synthetic greedy trajectory: uniform networks around the projected one (at ``width``), widest first."""
-    base = projected.cost()
-    points = []
-    for step, w in enumerate(widths):
-        spec = uniform_spec(
-            projected.arch,
-            width * w,
-            resolution=projected.resolution,
-            num_classes=projected.num_classes,
-            depth=projected.depth,
-        )
-        c = spec.cost()
-        ratio = CostRatio(flops=c.flops / base.flops, params=c.params / base.params)
-        points.append(trajectory_point(step, dict(spec.channels), c.flops, c.params, ratio))
-    return points
-
-
-WIDTHS = [1.5, 1.25, 1.0, 0.8, 0.6, 0.4]
-
-
-def test_extrapolate_without_projection_uses_selected_channels():
-    full = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES, depth=MBV2_SOURCE)
-    points = uniform_trajectory(full, 1.0, WIDTHS)
-    target = int(0.7 * full.cost().flops)
-    result = extrapolate(
-        points,
-        projected_uniform=full,
-        full_uniform=full,
-        target_flops=target,
-        target_params=None,
-        stacking="average",
-        divisor=8,
-        tolerance=0.01,
-    )
-    expected = next(p for p in points if p.flops <= target)
-    assert result["selected_step"] == expected.step
-    assert result["optimized"].channels == expected.channels
-    assert result["multiplier"] == 1.0
-    assert relative_error(result["uniform"].cost().flops, result["optimized"].cost().flops) <= 0.01
-
-
-@pytest.mark.parametrize("stacking", ["last", "average"])
-def test_extrapolate_with_projection_hits_target(stacking):
-    full = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES)
-    projected = uniform_spec("mobilenet_v2", 0.5, resolution=32, num_classes=CLASSES, depth=scaled_depth("mobilenet_v2", 0.5))
-    points = uniform_trajectory(projected, 0.5, WIDTHS)
-    target = int(0.6 * full.cost().flops)
-    result = extrapolate(
-        points,
-        projected_uniform=projected,
-        full_uniform=full,
-        target_flops=target,
-        target_params=None,
-        stacking=stacking,
-        divisor=8,
-        tolerance=0.01,
-    )
-    optimized, uniform = result["optimized"], result["uniform"]
-    assert optimized.depth == full.depth and optimized.resolution == full.resolution
-    assert set(optimized.channels) == set(full.channels)
-    assert relative_error(optimized.cost().flops, target) <= 0.01
-    assert relative_error(uniform.cost().flops, optimized.cost().flops) <= 0.01
-    assert uniform.depth == full.depth
-    assert result["target"]["metric"] == "flops" and result["target"]["value"] == target
-    assert points[result["selected_step"]].ratio.flops <= 0.6
-
-
-def test_extrapolate_params_target():
-    full = uniform_spec("resnet18", 1.0, resolution=RESOLUTION, num_classes=CLASSES)
-    projected = uniform_spec("resnet18", 0.5, resolution=32, num_classes=CLASSES, depth=(1, 1, 1, 1))
-    points = uniform_trajectory(projected, 0.5, WIDTHS)
-    target = int(0.5 * full.cost().params)
-    result = extrapolate(
-        points,
-        projected_uniform=projected,
-        full_uniform=full,
-        target_flops=None,
-        target_params=target,
-        stacking="last",
-        divisor=8,
-        tolerance=0.01,
-    )
-    assert relative_error(result["optimized"].cost().params, target) <= 0.01
-    assert result["target"]["metric"] == "params"
-
-
-@pytest.mark.parametrize("fraction, side", [(0.01, "below"), (5.0, "above")])
-def test_extrapolate_out_of_range_gives_absolute_range(fraction, side):
-    full = uniform_spec("mobilenet_v2", 1.0, resolution=RESOLUTION, num_classes=CLASSES)
-    projected = uniform_spec("mobilenet_v2", 0.5, resolution=32, num_classes=CLASSES, depth=scaled_depth("mobilenet_v2", 0.5))
-    points = uniform_trajectory(projected, 0.5, WIDTHS)
-    full_flops = full.cost().flops
-    target = int(fraction * full_flops)
-    with pytest.raises(SlimnetError) as error:
-        extrapolate(
-            points,
-            projected_uniform=projected,
-            full_uniform=full,
-            target_flops=target,
-            target_params=None,
-            stacking="average",
-            divisor=8,
-            tolerance=0.01,
-        )
-    message = str(error.value)
-    low = format_size(points[-1].ratio.flops * full_flops, "up")
-    high = format_size(points[0].ratio.flops * full_flops, "down")
-    assert f"{format_size(target)} flops is {side} what the search covered" in message
-    assert f"choose between {low} and {high}" in message
-    assert "\n" not in message
 
 
 # --- per-layer channels ---

@@ -1,9 +1,10 @@
-"""Width transfer (§3.2 of the width-transfer paper) and AutoSlim's choice of trajectory point.
+"""Width transfer (§3.2 of the width-transfer paper): cost matching and the uniform baseline.
 
 The search runs on a projected problem (narrower, shallower, lower resolution). A point of
 its greedy trajectory is read as per-unit width multipliers relative to the projected
 uniform network, stacked to the full depth, and scaled by one global factor until the full
-network costs the target. The uniform network at the same cost is the baseline.
+network costs the target. The uniform network at the same cost is the baseline. Which point
+of the trajectory a set of budgets selects, and the whole extrapolation, is budgets.py's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 from slimnet.console.errors import SlimnetError
-from slimnet.optimizers.trajectory import TrajectoryPoint
 from slimnet.space.channels import Blueprint
 from slimnet.space.flops import cost
 from slimnet.space.models import build_blueprint
@@ -295,101 +295,15 @@ def uniform_baseline(
     return spec.model_copy(update={"note": f"uniform {k:.4g}x (per-unit rounding)"}), k, step
 
 
-# --- trajectory --------------------------------------------------------------------------
+# --- shared with budgets.py ------------------------------------------------------------
 
 
 class OutOfRange(SlimnetError):
     """A target outside what the search covered; the message gives the range that is possible."""
 
 
-def ratio_range(trajectory: Sequence[TrajectoryPoint], metric: Metric = "flops") -> tuple[float, float]:
-    """(smallest, largest) cost ratio the trajectory covers."""
-    if not trajectory:
-        raise SlimnetError("the search trajectory is empty: re-run the search stage")
-    return getattr(trajectory[-1].ratio, metric), getattr(trajectory[0].ratio, metric)
-
-
-def select_point(trajectory: Sequence[TrajectoryPoint], *, target_ratio: float, metric: Metric = "flops") -> TrajectoryPoint:
-    """The first (largest) trajectory point whose cost ratio is at most ``target_ratio``."""
-    low, high = ratio_range(trajectory, metric)
-    if not low <= target_ratio <= high:
-        side = "above the largest" if target_ratio > high else "below the smallest"
-        raise OutOfRange(
-            f"target {metric} ratio {target_ratio:.4g} is {side} the search covered: "
-            f"choose a ratio between {low:.4g} and {high:.4g} of the uniform 1.0x network"
-        )
-    return next(p for p in trajectory if getattr(p.ratio, metric) <= target_ratio)
-
-
 def _same_network(a: ArchSpec, b: ArchSpec) -> bool:
     return tuple(a.depth) == tuple(b.depth) and a.resolution == b.resolution and a.channels == b.channels
-
-
-def _check_target_range(trajectory: Sequence[TrajectoryPoint], metric: Metric, target: int, full_cost: int) -> None:
-    """Out-of-range targets are reported in the full network's absolute numbers."""
-    low, high = ratio_range(trajectory, metric)
-    target_ratio = target / full_cost
-    if low <= target_ratio <= high:
-        return
-    side = "above" if target_ratio > high else "below"
-    raise OutOfRange(
-        f"{format_size(target)} {metric} is {side} what the search covered: choose between "
-        f"{format_size(low * full_cost, 'up')} and {format_size(high * full_cost, 'down')}"
-    )
-
-
-def extrapolate(
-    trajectory: Sequence[TrajectoryPoint],
-    *,
-    projected_uniform: ArchSpec,
-    full_uniform: ArchSpec,
-    target_flops: int | None,
-    target_params: int | None,
-    stacking: str,
-    divisor: int,
-    tolerance: float,
-) -> dict:
-    """The trajectory point for the target, carried to the full network, and its uniform baseline.
-
-    The target is flops when given, else params (at least one is given). Without projection
-    (same depth, resolution and channels) the selected point is used as it is: plain AutoSlim.
-    """
-    metric: Metric = "flops" if target_flops is not None else "params"
-    target = int(target_flops if target_flops is not None else target_params)
-    full_cost = getattr(full_uniform.cost(), metric)
-    _check_target_range(trajectory, metric, target, full_cost)
-    target_ratio = target / full_cost
-    point = select_point(trajectory, target_ratio=target_ratio, metric=metric)
-    selected = projected_uniform.with_channels(point.channels)
-    if _same_network(projected_uniform, full_uniform):
-        optimized = full_uniform.with_channels(point.channels, note=f"AutoSlim step {point.step}")
-        k = 1.0
-    else:
-        multipliers = width_multipliers(selected, projected_uniform)
-        stacked = stack_depth(multipliers, projected_uniform.depth, full_uniform.depth, full_uniform.arch, stacking)  # type: ignore[arg-type]
-        optimized, k, _ = match_cost(full_uniform, stacked, dict(full_uniform.channels), target, metric, divisor, tolerance)
-        optimized = optimized.model_copy(update={"note": f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking})"})
-    # The baseline costs what the optimized network does, so the comparison is like for like.
-    uniform, width, _ = uniform_baseline(
-        full_uniform.arch,
-        getattr(optimized.cost(), metric),
-        resolution=full_uniform.resolution,
-        num_classes=full_uniform.num_classes,
-        in_channels=full_uniform.in_channels,
-        cifar=full_uniform.cifar,
-        depth=full_uniform.depth,
-        divisor=divisor,
-        metric=metric,
-        tolerance=tolerance,
-    )
-    return {
-        "optimized": optimized,
-        "uniform": uniform,
-        "selected_step": point.step,
-        "multiplier": k,
-        "uniform_width": width,
-        "target": {"metric": metric, "value": target, "ratio": target_ratio, "flops": target_flops, "params": target_params},
-    }
 
 
 def channels_per_layer(spec: ArchSpec) -> list[dict]:
