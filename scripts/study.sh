@@ -104,4 +104,4 @@ if [ "$DIRECT" = 1 ]; then
     done
     git checkout -- . && dvc checkout -q  # the committed default again
 fi
-python scripts/study_table.py --out study
+python scripts/study_table.py --out "study/$(date +%F)"
