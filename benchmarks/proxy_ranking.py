@@ -11,7 +11,7 @@ trainings, the projection keeps the order and weight sharing loses it; if they r
 supernet, the projection itself misleads the search.
 
     python benchmarks/proxy_ranking.py [--projected stages/extrapolate/projected.json]
-        [--seeds 0 1 2] [--variants optimized uniform] [--full study/seeds.csv --target 6M] [--threads 2]
+        [--seeds 0 1 2] [--variants optimized uniform] [--full study/2026-12-01/seeds.csv --target 6M] [--threads 2]
 
 Run where `dvc repro extrapolate` has run (data/search, data/search/meta.json, the projected
 configurations). Each training is one of the projected network (50-73 s with one thread here).
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--projected", type=Path, default=Path("stages/extrapolate/projected.json"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=None, help="which of projected.json's configurations (default: all)")
-    parser.add_argument("--full", type=Path, default=Path("study/seeds.csv"))
+    parser.add_argument("--full", type=Path, default=Path("study/2026-12-01/seeds.csv"))
     parser.add_argument("--target", default=None, help="the budget the projected configurations are for (default: search.flops)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--scratch", type=Path, default=Path(".checkpoints/proxy_ranking"))

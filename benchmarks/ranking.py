@@ -20,7 +20,9 @@ multipliers (two supernet seeds, two held-out samples: how stable the decision i
 
 ``--judge-epochs E`` trains every configuration a second time for E epochs and prints Kendall's
 tau between the two judges per budget: whether a short training ranks equal-cost networks as a
-longer one does (the study's 2-epoch trainings are such a judge).
+longer one does (the study's 2-epoch trainings are such a judge). ``--judge-seed S`` trains the
+second judge with another seed (alone: the recipe's epochs), so the tau says how far one training
+per configuration agrees with itself: the ceiling on any estimate's tau against it.
 
 ``--shard i/n`` trains every n-th configuration from the i-th (run n processes side by side with
 one thread each; a last run without --shard reads them all back and reports). Run where `dvc
@@ -121,6 +123,7 @@ def main() -> None:
     parser.add_argument(
         "--judge-epochs", type=int, nargs="*", default=[], help="also train each configuration this long: does a shorter judge rank alike?"
     )
+    parser.add_argument("--judge-seed", type=int, default=None, help="the second judge's seed (default: --seed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -174,7 +177,13 @@ def main() -> None:
     common = dict(projected=projected, train_set=train_set, val_set=val_set, judge=judge, scratch=args.scratch, seed=args.seed)
     alone = train_alone(jobs, recipe, **common)
     # A second judge: the same configurations trained for another number of epochs.
-    second = {e: train_alone(jobs, recipe.model_copy(update={"epochs": e}), **common) for e in args.judge_epochs}
+    judge_seed = args.seed if args.judge_seed is None else args.judge_seed
+    if args.judge_seed is not None and not args.judge_epochs:
+        args.judge_epochs = [recipe.epochs]  # the same recipe, another seed: how far the judge agrees with itself
+    common_judge = {**common, "seed": judge_seed}
+    second = {
+        e: train_alone(jobs, recipe.model_copy(update={"epochs": e, "seed": judge_seed}), **common_judge) for e in args.judge_epochs
+    }
     if args.shard:
         return
 
@@ -188,10 +197,11 @@ def main() -> None:
             tau = kendall_tau(x, y)
             low, high = bootstrap_tau(x, y, rng)
             print(
-                f"{budget}: judges of {epochs} and {recipe.epochs} epochs over {len(keys)} configurations: tau {tau:+.3f} "
+                f"{budget}: judges of {epochs} epochs (seed {judge_seed}) and {recipe.epochs} (seed {args.seed}) over "
+                f"{len(keys)} configurations: tau {tau:+.3f} "
                 f"[{low:+.3f}, {high:+.3f}]; top-1 {statistics.fmean(x):.2f} and {statistics.fmean(y):.2f} on average"
             )
-            report["judges"].setdefault(budget, {})[str(epochs)] = {
+            report["judges"].setdefault(budget, {})[f"{epochs} epochs, seed {judge_seed}"] = {
                 "tau": tau,
                 "ci95": [low, high],
                 "top1": dict(zip(pool, x)),

@@ -58,7 +58,7 @@ drain() {  # keep $1 workers busy until nothing is queued or running
         alive=$(workers)
         alive=$((${alive:-0}))
         if echo "$status" | grep -q "Queued" && [ "$alive" -lt "$1" ]; then
-            dvc queue start -j "$(($1 - alive))"
+            dvc queue start -j "$1"  # -j is the number of workers in all, not how many more
             sleep 20
         fi
         sleep 30
@@ -104,4 +104,4 @@ if [ "$DIRECT" = 1 ]; then
     done
     git checkout -- . && dvc checkout -q  # the committed default again
 fi
-python scripts/study_table.py --out study
+python scripts/study_table.py --out "study/$(date +%F)"
