@@ -8,7 +8,7 @@ from pathlib import Path
 from slimnet import atomic, transfer
 from slimnet.arch import save_spec
 from slimnet.baselines import projected_uniform
-from slimnet.budgets import METRICS, Budget, Costs, extrapolate_within
+from slimnet.budgets import METRICS, Costs, extrapolate_within, requested
 from slimnet.config import ExtrapolateParams, ModelParams, SearchParams, SupernetParams
 from slimnet.flops import cost
 from slimnet.latency import LatencyTable, predict_spec_ms
@@ -31,7 +31,7 @@ def run_extrapolate(
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     table = LatencyTable.load(STAGES / "latency" / "table.json")
     full = full_uniform(model, meta)
-    budgets = [Budget(metric, getattr(search, metric)) for metric in METRICS if getattr(search, metric) is not None]
+    budgets = requested(search)
     costs = Costs(table)
     space = ChannelSpace.around(
         trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.budgets import METRICS, Budget, Costs, selected_index
+from slimnet.budgets import Costs, requested, selected_index
 from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, SearchParams, SupernetParams, TransferParams
 from slimnet.latency import LatencyTable
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json
@@ -85,7 +85,7 @@ def _selector(model: ModelParams, search: SearchParams, extrapolate: Extrapolate
     """The extrapolate stage's rule for picking a trajectory's point under the budgets."""
     meta = read_json(DATA / "meta.json", "data")
     costs = Costs(LatencyTable.load(STAGES / "latency" / "table.json"))
-    budgets = [Budget(metric, getattr(search, metric)) for metric in METRICS if getattr(search, metric) is not None]
+    budgets = requested(search)
     full = full_uniform(model, meta)
 
     def select(trajectory: Trajectory) -> int:
