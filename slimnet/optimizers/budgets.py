@@ -56,6 +56,11 @@ class Budget:
     target: float  # FLOPs, params, ms or bytes
 
 
+def requested(targets: object) -> list[Budget]:
+    """The budgets a search section sets (its flops, params, latency, memory that are not None)."""
+    return [Budget(metric, getattr(targets, metric)) for metric in METRICS if getattr(targets, metric) is not None]
+
+
 def show(metric: str, value: float, rounding: Literal["nearest", "up", "down"] = "nearest") -> str:
     """A budget's value as params.yaml writes it: 6M, 300K, 5.2ms, 4.1MB."""
     if metric == "latency":

@@ -11,7 +11,7 @@ from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable, predict_spec_ms
 from slimnet.optimizers import transfer
 from slimnet.optimizers.baselines import projected_uniform
-from slimnet.optimizers.budgets import METRICS, Budget, Costs, extrapolate_within
+from slimnet.optimizers.budgets import METRICS, Costs, extrapolate_within, requested
 from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, write_csv
 from slimnet.pipeline.estimates import supernet_estimates
@@ -33,7 +33,7 @@ def run_extrapolate(
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     table = LatencyTable.load(STAGES / "latency" / "table.json")
     full = full_uniform(model, meta)
-    budgets = [Budget(metric, getattr(search, metric)) for metric in METRICS if getattr(search, metric) is not None]
+    budgets = requested(search)
     costs = Costs(table)
     space = ChannelSpace.around(
         trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor

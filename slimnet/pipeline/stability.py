@@ -19,7 +19,7 @@ from slimnet import atomic
 from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams, TransferParams
 from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable
-from slimnet.optimizers.budgets import METRICS, Budget, Costs, selected_index
+from slimnet.optimizers.budgets import Costs, requested, selected_index
 from slimnet.optimizers.trajectory import Trajectory
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, pick_device, read_json
 from slimnet.pipeline.search import run_search
@@ -86,7 +86,7 @@ def _selector(model: ModelParams, search: SearchParams, extrapolate: Extrapolate
     """The extrapolate stage's rule for picking a trajectory's point under the budgets."""
     meta = read_json(DATA / "meta.json", "data")
     costs = Costs(LatencyTable.load(STAGES / "latency" / "table.json"))
-    budgets = [Budget(metric, getattr(search, metric)) for metric in METRICS if getattr(search, metric) is not None]
+    budgets = requested(search)
     full = full_uniform(model, meta)
 
     def select(trajectory: Trajectory) -> int:
