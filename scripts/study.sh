@@ -28,7 +28,7 @@
 # one after another in the workspace, so the direct supernet and search run once and the later
 # budgets find them in the workspace's dvc.lock; the workspace is restored afterwards. On the
 # default problem the direct supernet trains a network ~9x the projected one's FLOPs on 5x the
-# images: hours on a 2-core CPU (see README), minutes on a GPU.
+# images: hours on a 2-core CPU (study/README.md, "How the study runs"), minutes on a GPU.
 #
 # Run from a clean git checkout of the project (dvc exp needs committed code).
 set -eu
