@@ -191,7 +191,7 @@ def test_a_killed_rank_stops_the_stage_and_the_next_run_resumes(data_dir, tmp_pa
 
 def test_one_process_runs_with_resources_threads(monkeypatch):
     # The single-process path honours resources.threads like torchrun's ranks do, so 1 process
-    # with threads: 1 does each rank's arithmetic (see README, "what stays equal across N").
+    # with threads: 1 does each rank's arithmetic (see docs/distributed.md, "What stays equal across N").
     from slimnet.pipeline.ranks import stage_processes
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
