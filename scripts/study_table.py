@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 METRICS = "stages/evaluate/metrics.json"
+REPORT = "stages/evaluate/report.json"
 VARIANTS = ("optimized", "uniform", "random", "direct")
 
 
@@ -48,8 +49,10 @@ def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
         params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
         metrics = (data.get("metrics") or {}).get(METRICS, {}).get("data")
         name = experiment_name(entry)
+        if metrics is not None:
+            metrics = whole_report(entry.get("rev", ""), metrics)
         if metrics is None:
-            print(f"left out {name}: no {METRICS}", file=sys.stderr)
+            print(f"left out {name}: no {METRICS} (or no {REPORT} in its commit)", file=sys.stderr)
             return
         into.append((name, params, metrics))
 
@@ -60,6 +63,19 @@ def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
             for rev in experiment.get("revs") or []:
                 record(rev, found)
     return found or workspace
+
+
+def whole_report(rev: str, metrics: dict) -> dict | None:
+    """evaluate's whole report for an experiment. Its metrics file holds the headline figures only,
+    and the report (every draw, the search cost) is read from the experiment's commit (the workspace:
+    from disk); experiments made before the split have everything in the metrics file."""
+    if isinstance(metrics.get("optimized"), dict):
+        return metrics
+    if rev == "workspace":
+        path = Path(REPORT)
+        return json.loads(path.read_text()) if path.is_file() else None
+    shown = subprocess.run(["git", "show", f"{rev}:{REPORT}"], capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
 def experiment_name(entry: dict) -> str:

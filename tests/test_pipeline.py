@@ -103,6 +103,7 @@ def test_all_stages_write_their_outputs(project):
         "stages/train/uniform/0/model.pt",
         "stages/train/random/0/model.pt",
         "stages/evaluate/metrics.json",
+        "stages/evaluate/report.json",
         "stages/evaluate/seeds.csv",
         "stages/evaluate/accuracy_vs_flops.csv",
         "stages/export/optimized.onnx",
@@ -115,6 +116,18 @@ def test_all_stages_write_their_outputs(project):
 
 
 NETWORKS = ("optimized", "uniform", "random-0", "random-1")  # TINY's random_draws
+
+
+def test_dvc_shows_evaluates_headline_as_the_one_metrics_file(project):
+    """`dvc metrics show` (and so `dvc exp show`) has one file: the headline figures, which are
+    the whole report's, rounded; the other stages' records are files to open, not metrics."""
+    from slimnet.pipeline.evaluate import headline
+
+    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=project, capture_output=True, text=True)
+    shown = json.loads(result.stdout)
+    files = {path: entry["data"] for revision in shown.values() for path, entry in revision["data"].items()}
+    assert list(files) == ["stages/evaluate/metrics.json"], list(files)
+    assert files["stages/evaluate/metrics.json"] == headline(load(project, "stages/evaluate/report.json"))
 
 
 def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
@@ -139,7 +152,7 @@ def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
         assert all(c % summary["divisor"] == 0 for c in spec.channels.values()), name
         assert f"channels in multiples of {summary['divisor']}" in spec.note, spec.note
         assert summary[name]["flops"] == flops[name]
-    metrics = load(project, "stages/evaluate/metrics.json")
+    metrics = load(project, "stages/evaluate/report.json")
     for name in NETWORKS:
         assert 10.0 < metrics[name]["top1"] <= 100.0  # trained: better than chance on 10 classes
         assert metrics[name]["flops"] == flops[name]
@@ -228,7 +241,7 @@ def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
         assert f"Stage '{stage}' didn't change, skipping" in log, log
     for stage in ("extrapolate", "stability", "train@optimized-0", "train@uniform-0", "train@random-0", "evaluate"):
         assert f"Running stage '{stage}'" in log, log
-    metrics = load(project, "stages/evaluate/metrics.json")
+    metrics = load(project, "stages/evaluate/report.json")
     assert abs(metrics["optimized"]["flops"] / 6e6 - 1) <= 0.01
     assert changed_stages(dvc(project, "status")) == []
 
@@ -286,6 +299,29 @@ def test_impossible_budgets_fail_at_extrapolate_naming_the_binding_one_and_writi
     assert {p: p.read_bytes() for p in (project / "stages/extrapolate").iterdir()} == before
 
 
+def test_a_budget_for_a_larger_network_says_what_this_one_costs_and_names_a_preset(project, tmp_path):
+    """The card's `-S search.flops=200M` on a small network: the stop says why and which preset fits."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["search"].update({"flops": "200M"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(REPO / "presets", project / "presets")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "slimnet", "extrapolate", "--params", str(tmp_path / "params.yaml")],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(project / "presets")
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and line.startswith("error: search.flops: 200M is above what the search covered"), line
+    assert "the configured network, mobilenet_v2 0.35x at 28 px, costs " in line, line
+    assert "presets/imagenet-mobilenet_v2.yaml (mobilenet_v2 1x at 224 px: 301M)" in line, line
+
+
 def test_a_new_projection_changes_the_search_splits_only(project):
     set_params(project, {"transfer": {"resolution": 10, "data_fraction": 0.4}})
     status = dvc(project, "status")
@@ -311,7 +347,7 @@ def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
         assert f"Stage 'train@{variant}-0' didn't change, skipping" in log, log
         assert f"Running stage 'train@{variant}-1'" in log, log
     assert "Running stage 'evaluate'" in log and "Running stage 'extrapolate'" not in log, log
-    metrics = load(project, "stages/evaluate/metrics.json")
+    metrics = load(project, "stages/evaluate/report.json")
     rows = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 2 and all(line in rows for line in before.splitlines())  # (variant, draw, seed)
     top1 = {(r["variant"], r["draw"], r["seed"]): float(r["top1"]) for r in csv.DictReader(rows)}

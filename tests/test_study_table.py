@@ -235,3 +235,24 @@ def test_draws_trained_at_one_seed_sit_beside_the_budgets_main_experiment(tmp_pa
         ("study-4M", "uniform"),
         ("study-4M-draws-0", "random"),
     ]
+
+
+def test_experiments_whose_metrics_are_the_headline_are_read_from_their_report(tmp_path):
+    """evaluate's metrics file holds the headline figures (what dvc exp show shows); the table reads
+    the whole report from each experiment's commit and gives what the whole metrics gave."""
+    full = experiment("study-4M", "4M", {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6]})
+    expected = study_table(tmp_path / "full", [{"rev": "abc", "data": {}, "experiments": [{"revs": [full]}]}])
+    assert expected.returncode == 0, expected.stderr
+    repo = tmp_path / "repo"
+    (repo / "stages/evaluate").mkdir(parents=True)
+    report = full["data"]["metrics"]["stages/evaluate/metrics.json"]["data"]
+    (repo / "stages/evaluate/report.json").write_text(json.dumps(report))
+    git(repo, "init", "-q")
+    headline = experiment("study-4M", "4M", {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6]})
+    headline["data"]["metrics"]["stages/evaluate/metrics.json"]["data"] = {"flops": 4_000_000, "top1": 80.5, "uniform": 79.47}
+    headline["rev"] = commit_all(repo, "exp")
+    missing = dict(headline, name="no-report", rev="0" * 40)  # a commit git does not have: left out, named
+    result = study_table(tmp_path, [{"rev": "abc", "data": {}, "experiments": [{"revs": [headline]}, {"revs": [missing]}]}], cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out/table.md").read_text() == (tmp_path / "full/out/table.md").read_text()
+    assert "left out no-report" in result.stderr

@@ -31,6 +31,7 @@ from slimnet.optimizers.trajectory import TrajectoryPoint
 from slimnet.optimizers.transfer import (
     K_HIGH,
     K_LOW,
+    AboveRange,
     CostFn,
     OutOfRange,
     _same_network,
@@ -147,10 +148,12 @@ def check_budgets(budgets: Sequence[Budget], ratios: dict[str, list[float]], ful
         # Every budget is above the largest point: the least loose one names the range.
         loosest = min(budgets, key=lambda b: b.target / (full_costs[b.metric] * max(ratios[b.metric])))
         values, full_cost = ratios[loosest.metric], full_costs[loosest.metric]
-        raise OutOfRange(
+        raise AboveRange(
             f"search.{loosest.metric}: {show(loosest.metric, loosest.target)} is above what the search covered: "
             f"choose between {show(loosest.metric, min(values) * full_cost, 'up')} "
-            f"and {show(loosest.metric, max(values) * full_cost, 'down')}"
+            f"and {show(loosest.metric, max(values) * full_cost, 'down')}",
+            loosest.metric,
+            loosest.target,
         )
     # The first point within every budget at once. With costs that fall along the trajectory
     # this is the latest of the budgets' own points; predicted latency need not fall strictly

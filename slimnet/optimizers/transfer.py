@@ -302,6 +302,14 @@ class OutOfRange(SlimnetError):
     """A target outside what the search covered; the message gives the range that is possible."""
 
 
+class AboveRange(OutOfRange):
+    """Every budget above the largest network the search covered: ``metric`` and ``target`` name the loosest."""
+
+    def __init__(self, message: str, metric: str, target: float):
+        super().__init__(message)
+        self.metric, self.target = metric, target
+
+
 def _same_network(a: ArchSpec, b: ArchSpec) -> bool:
     return tuple(a.depth) == tuple(b.depth) and a.resolution == b.resolution and a.channels == b.channels
 

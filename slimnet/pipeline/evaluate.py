@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import torch
+from rich import box
 from rich.table import Table
 
 from slimnet import atomic
@@ -102,6 +103,38 @@ def versus_draws(ours: list[float], draws: list[list[float]]) -> dict:
         "draws": len(draws),
         "rank_among_draws": rank_among_draws(ours, draws),
     }
+
+
+def headline(report: dict) -> dict:
+    """The few figures `dvc metrics show` and `dvc exp show` show, in the order they show them (a
+    narrow terminal keeps the first columns): the searched network's cost and top-1, the baselines'
+    top-1, the gains and verdicts; then the intervals, spreads and the rest. The whole report,
+    every draw and diagnostic, is report.json."""
+    o, u = report["optimized"], report["uniform"]
+    random, versus = report.get("random"), report.get("vs_random")
+    figures: dict = {"flops": o["flops"], "top1": round(o["top1"], 2), "uniform": round(u["top1"], 2)}
+    if random:
+        figures["random"] = round(random["top1"], 2)
+    figures.update(gain=_rounded(report["gain_top1"], 2), verdict=report["verdict"])
+    if versus:
+        figures.update(gain_rnd=_rounded(versus["gain_top1"], 2), verdict_rnd=versus["verdict"], rank=versus["rank_among_draws"])
+    figures.update(
+        gain_low=_rounded(report["gain_ci95_low"], 2),
+        gain_high=_rounded(report["gain_ci95_high"], 2),
+        top1_std=_rounded(o["top1_std"], 2),
+        uniform_std=_rounded(u["top1_std"], 2),
+    )
+    if random:
+        figures["random_std"] = _rounded(random["top1_std"], 2)  # over the draws
+    if versus:
+        figures.update(gain_rnd_low=_rounded(versus["gain_ci95_low"], 2), gain_rnd_high=_rounded(versus["gain_ci95_high"], 2))
+    figures.update(
+        seeds=report["seeds"],
+        params=o["params"],
+        latency_ms=o["latency_pred_ms"],
+        search_gmacs=round((report["search_cost"]["supernet_train_flops"] + report["search_cost"]["search_flops"]) / 1e9, 1),
+    )
+    return figures
 
 
 def run_evaluate(
@@ -200,7 +233,8 @@ def run_evaluate(
         metrics["vs_random"] = versus_draws(top1["optimized"], [top1[name] for name in draws])
     full = load_spec(STAGES / "extrapolate" / "reference.json")
     metrics["search_cost"] = search_cost(meta, supernet_metrics, search_metrics, trajectory.reference, full)
-    atomic.write_json(out_dir / "metrics.json", metrics)
+    atomic.write_json(out_dir / "report.json", metrics)
+    atomic.write_json(out_dir / "metrics.json", headline(metrics))
     write_csv(out_dir / "seeds.csv", per_seed)
     # Measured latency differs on every run: kept beside the DVC outputs, not in them.
     write_timings(out_dir, latency)
@@ -229,26 +263,7 @@ def command(p: Params, device: str) -> None:
     """`python -m slimnet evaluate`: score every trained network, print the table, the verdicts
     and any note on the latency table."""
     metrics = run_evaluate(p.evaluate, p.train, device=pick_device(device), latency_params=p.latency)
-    table = Table(
-        "variant", "top-1 % (mean)", "std", "FLOPs", "params", "memory MB", "latency ms (measured ± spread)", "predicted ms"
-    )
-    for variant in (name for name in metrics["latency"] if name != "device"):  # every network; random: each draw
-        m = metrics[variant]
-        table.add_row(
-            variant,
-            f"{m['top1']:.2f}",
-            "-" if m["top1_std"] is None else f"{m['top1_std']:.2f}",
-            f"{m['flops']:,}",
-            f"{m['params']:,}",
-            f"{m['memory_mb']:.2f}",
-            f"{metrics['latency'][variant]['latency_ms']:.2f} ± {metrics['latency'][variant]['spread']:.0%}",
-            f"{m['latency_pred_ms']:.2f}",
-        )
-    if "random" in metrics:
-        m = metrics["random"]
-        spread = "-" if m["top1_std"] is None else f"{m['top1_std']:.2f}"
-        table.add_row(f"random (mean of {m['draws']} draws)", f"{m['top1']:.2f}", spread, f"{m['flops']:,}", f"{m['params']:,}")
-    out.print(table)
+    out.print(summary_table(metrics))
     out.print(_verdict_line("uniform", metrics, metrics["seeds"]))
     if "vs_random" in metrics:
         vs = metrics["vs_random"]
@@ -265,6 +280,43 @@ def command(p: Params, device: str) -> None:
             f"note: measured latency is {metrics['latency']['device']['measured_over_predicted']:.2f}x the table's prediction: "
             "the table was measured on a machine of another speed (or under load); `dvc repro -f latency` measures it here"
         )
+
+
+def summary_table(metrics: dict) -> Table:
+    """Every network's figures, narrow enough for an 80-column terminal without cutting a name or a number."""
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for header in ("network", "top-1", "std", "MFLOPs", "params", "MB", "ms", "pred ms"):
+        table.add_column(header, justify="left" if header == "network" else "right", no_wrap=True)
+
+    def std(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    for name in (n for n in metrics["latency"] if n != "device"):  # every network; random: each draw
+        m, timed = metrics[name], metrics["latency"][name]
+        table.add_row(
+            name,
+            f"{m['top1']:.2f}",
+            std(m["top1_std"]),
+            f"{m['flops'] / 1e6:.2f}",
+            _thousands(m["params"]),
+            f"{m['memory_mb']:.2f}",
+            f"{timed['latency_ms']:.2f}±{timed['spread']:.0%}",
+            f"{m['latency_pred_ms']:.2f}",
+        )
+    if "random" in metrics:
+        m = metrics["random"]
+        table.add_row(
+            f"random, {m['draws']} draws",
+            f"{m['top1']:.2f}",
+            std(m["top1_std"]),
+            f"{m['flops'] / 1e6:.2f}",
+            _thousands(m["params"]),
+        )
+    return table
+
+
+def _thousands(count: int) -> str:
+    return f"{count / 1e6:.2f}M" if count >= 1e6 else f"{count / 1e3:.1f}K"
 
 
 def _verdict_line(baseline: str, comparison: dict, seeds: int) -> str:

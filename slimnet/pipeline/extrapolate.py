@@ -11,11 +11,13 @@ from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable, predict_spec_ms
 from slimnet.optimizers import transfer
 from slimnet.optimizers.baselines import projected_uniform
-from slimnet.optimizers.budgets import METRICS, Costs, extrapolate_within, requested
+from slimnet.optimizers.budgets import METRICS, Costs, extrapolate_within, requested, show
 from slimnet.optimizers.trajectory import Trajectory
+from slimnet.optimizers.transfer import AboveRange
 from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, write_csv
 from slimnet.pipeline.estimates import supernet_estimates
 from slimnet.pipeline.networks import random_name, save_random_specs
+from slimnet.pipeline.presets import closest, network_name, presets
 from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 from slimnet.space.channels import ChannelSpace
 from slimnet.space.flops import cost
@@ -42,19 +44,22 @@ def run_extrapolate(
     # fails here, naming itself and its possible range, with nothing written. The random
     # baselines: draws from the supernet's space, carried over like the selected point and
     # matched to the optimized network's cost, on the same channel grid as it and uniform.
-    result = extrapolate_within(
-        trajectory.points,
-        budgets,
-        projected_uniform=trajectory.reference,
-        full_uniform=full,
-        costs=costs,
-        stacking=extrapolate.stacking,
-        divisor=model.divisor,
-        tolerance=extrapolate.tolerance,
-        point_rule=extrapolate.point,
-        space=space,
-        random_draws=extrapolate.random_draws,
-    )
+    try:
+        result = extrapolate_within(
+            trajectory.points,
+            budgets,
+            projected_uniform=trajectory.reference,
+            full_uniform=full,
+            costs=costs,
+            stacking=extrapolate.stacking,
+            divisor=model.divisor,
+            tolerance=extrapolate.tolerance,
+            point_rule=extrapolate.point,
+            space=space,
+            random_draws=extrapolate.random_draws,
+        )
+    except AboveRange as error:
+        raise AboveRange(f"{error}; {_why_above(error, model, supernet, full, costs)}", error.metric, error.target) from None
     optimized, uniform = result["optimized"], result["uniform"]
     randoms = {random_name(seed): spec for seed, spec in result["random"].items()}
     networks = {"optimized": optimized, "uniform": uniform, **randoms}
@@ -105,6 +110,24 @@ def run_extrapolate(
         projected[random_name(seed)]["drawn_flops"] = cost(space.blueprint, drawn, resolution).flops
     atomic.write_json(out_dir / "projected.json", projected)
     return summary
+
+
+def _why_above(error: AboveRange, model: ModelParams, supernet: SupernetParams, full, costs: Costs) -> str:
+    """Why a budget is out of reach (what the configured network costs) and a preset that fits it."""
+    metric, target = error.metric, error.target
+    network = network_name(model.arch, model.width, full.resolution)
+    why = (
+        f"the configured network, {network}, costs {show(metric, costs.of_spec(metric, full))} "
+        f"and the search spans its widths {supernet.min_width:g}x to {supernet.max_width:g}x"
+    )
+    fits = closest(metric, target, presets())
+    if not fits:
+        return f"{why}: for {show(metric, target)} raise model.width, data.resolution or choose a larger model.arch"
+    suggestion = fits[0]
+    return (
+        f"{why}: {show(metric, target)} is a budget for a larger network, e.g. {suggestion.path} "
+        f"({suggestion.network}: {show(metric, suggestion.costs[metric])})"
+    )
 
 
 def _costs(spec, table: LatencyTable) -> dict:
