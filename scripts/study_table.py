@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 METRICS = "stages/evaluate/metrics.json"
-REPORT = "stages/evaluate/report.json"
 VARIANTS = ("optimized", "uniform", "random", "direct")
 
 
@@ -50,9 +49,11 @@ def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
         metrics = (data.get("metrics") or {}).get(METRICS, {}).get("data")
         name = experiment_name(entry)
         if metrics is not None:
+            from slimnet.pipeline.report import whole_report
+
             metrics = whole_report(entry.get("rev", ""), metrics)
         if metrics is None:
-            print(f"left out {name}: no {METRICS} (or no {REPORT} in its commit)", file=sys.stderr)
+            print(f"left out {name}: no {METRICS} (or no stages/evaluate/report.json in its commit)", file=sys.stderr)
             return
         into.append((name, params, metrics))
 
@@ -63,19 +64,6 @@ def experiments(shown: list[dict]) -> list[tuple[str, dict, dict]]:
             for rev in experiment.get("revs") or []:
                 record(rev, found)
     return found or workspace
-
-
-def whole_report(rev: str, metrics: dict) -> dict | None:
-    """evaluate's whole report for an experiment. Its metrics file holds the headline figures only,
-    and the report (every draw, the search cost) is read from the experiment's commit (the workspace:
-    from disk); experiments made before the split have everything in the metrics file."""
-    if isinstance(metrics.get("optimized"), dict):
-        return metrics
-    if rev == "workspace":
-        path = Path(REPORT)
-        return json.loads(path.read_text()) if path.is_file() else None
-    shown = subprocess.run(["git", "show", f"{rev}:{REPORT}"], capture_output=True, text=True)
-    return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
 def experiment_name(entry: dict) -> str:
@@ -116,7 +104,7 @@ def with_draws(chosen: list[tuple[str, dict, dict]], found: list[tuple[str, dict
     """The chosen experiments, each lacking random given its budget's draws experiment beside it."""
     draws = draws_per_target(found)
     extra = []
-    for name, params, metrics in chosen:
+    for _name, params, metrics in chosen:
         target = json.dumps([(params.get("search") or {}).get("flops"), point_rule(params)])
         if "random" not in metrics and not is_direct(params) and target in draws:
             extra.append(draws[target])

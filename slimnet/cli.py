@@ -139,6 +139,20 @@ def evaluate(params: Path = PARAMS, device: str = DEVICE) -> None:
 
 @app.command()
 @user_errors
+def report(
+    experiments: bool = typer.Option(False, "--experiments", help="Every experiment of `dvc exp show` (a sweep) in one figure."),
+    out_path: Path = typer.Option(
+        None, "--out", help="Where to write the PNG (default: the stage's, or ./accuracy_vs_flops.png)."
+    ),
+) -> None:
+    """Test top-1 (mean ± std over seeds) against FLOPs of every trained network, as a PNG."""
+    from slimnet.pipeline.report import command
+
+    command(experiments, out_path)
+
+
+@app.command()
+@user_errors
 def slimmable(params: Path = PARAMS, device: str = DEVICE) -> None:
     """One network with switchable BN for every slimmable.targets budget, scored per width (off when no targets)."""
     from slimnet.pipeline.slimmable import command

@@ -89,3 +89,18 @@ def test_the_presets_networks_cost_what_their_papers_say_and_the_closest_is_name
     assert found["cifar10-mobilenet_v2.yaml"].costs["flops"] == 87_976_448
     assert [Path(p.path).name for p in closest("flops", 200e6, list(found.values()))][0] == "imagenet-mobilenet_v2.yaml"
     assert closest("flops", 1e3, list(found.values())) == []
+
+
+def test_the_report_figure_has_every_network_and_the_same_points_give_the_same_bytes():
+    from slimnet.pipeline.report import _dodged, draw, points
+
+    networks = points(report())
+    assert sorted(p.variant for p in networks) == ["optimized"] + ["random"] * 5 + ["uniform"]
+    assert all(p.mflops == 26.123456 for p in networks)
+    # Side by side: uniform left of the searched network, every draw right of it, none on another.
+    x = dict(zip(range(len(networks)), _dodged(networks)))
+    by_variant = {p.variant: x[i] for i, p in enumerate(networks) if p.variant != "random"}
+    draws = [x[i] for i, p in enumerate(networks) if p.variant == "random"]
+    assert by_variant["uniform"] < by_variant["optimized"] < min(draws) and len(set(draws)) == 5
+    first, second = draw(networks, "t"), draw(networks, "t")
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and first == second

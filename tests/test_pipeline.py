@@ -106,6 +106,7 @@ def test_all_stages_write_their_outputs(project):
         "stages/evaluate/report.json",
         "stages/evaluate/seeds.csv",
         "stages/evaluate/accuracy_vs_flops.csv",
+        "stages/report/accuracy_vs_flops.png",
         "stages/export/optimized.onnx",
         "stages/export/uniform.torchscript.pt",
         "stages/export/metrics.json",

@@ -241,6 +241,7 @@ def test_experiments_whose_metrics_are_the_headline_are_read_from_their_report(t
     """evaluate's metrics file holds the headline figures (what dvc exp show shows); the table reads
     the whole report from each experiment's commit and gives what the whole metrics gave."""
     full = experiment("study-4M", "4M", {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6]})
+    (tmp_path / "full").mkdir()
     expected = study_table(tmp_path / "full", [{"rev": "abc", "data": {}, "experiments": [{"revs": [full]}]}])
     assert expected.returncode == 0, expected.stderr
     repo = tmp_path / "repo"
