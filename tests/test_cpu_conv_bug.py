@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from slimnet.nn.safe_conv import Conv2d, conv2d, hits_onednn_bug, pointwise_conv
 from tests.float64 import SOUND
 
+pytestmark = pytest.mark.slow  # subprocesses and real trainings: `pytest -m 'not slow'` leaves it out
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # A ResNet-18 supernet whose stem (the stage-2 shortcut's input, at 16 px) ranges over 2..7

@@ -20,7 +20,7 @@ from slimnet.cli import app
 from tests.realdata import needs_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = needs_fashion_mnist
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 runner = CliRunner()
 
 

@@ -25,6 +25,8 @@ from slimnet.pipeline.ranks import check_batches
 from tests import ddp_worker
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice
 
+pytestmark = pytest.mark.slow  # subprocesses and real trainings: `pytest -m 'not slow'` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 
 

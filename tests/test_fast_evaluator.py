@@ -13,6 +13,8 @@ from slimnet.space.spec import uniform_spec
 from slimnet.training.sandwich import build_space, build_supernet
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference
 
+pytestmark = pytest.mark.slow  # subprocesses and real trainings: `pytest -m 'not slow'` leaves it out
+
 MOBILENET = uniform_spec(
     "mobilenet_v2", 0.25, resolution=16, num_classes=10, in_channels=1, cifar=True, depth=(1, 2, 2, 1, 1, 1, 1), divisor=2
 )

@@ -136,6 +136,7 @@ def test_a_depth_that_empties_a_stage_names_the_smallest_that_does_not(tmp_path,
         ("latency", "model:\n  cifar: false\n", "data.resolution"),
     ],
 )
+@pytest.mark.slow
 def test_the_stage_commands_stop_before_any_work(tmp_path, command, text, key):
     (tmp_path / "bad.yaml").write_text(text)
     (tmp_path / "data").mkdir()

@@ -17,7 +17,7 @@ import yaml
 from tests.realdata import needs_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = needs_fashion_mnist
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 TINY = {
     "data": {"fraction": 0.02},
@@ -124,7 +124,9 @@ def test_dvc_shows_evaluates_headline_as_the_one_metrics_file(project):
     the whole report's, rounded; the other stages' records are files to open, not metrics."""
     from slimnet.pipeline.evaluate import headline
 
-    result = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=project, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=project, capture_output=True, text=True
+    )
     shown = json.loads(result.stdout)
     files = {path: entry["data"] for revision in shown.values() for path, entry in revision["data"].items()}
     assert list(files) == ["stages/evaluate/metrics.json"], list(files)

@@ -18,7 +18,7 @@ from slimnet.training.recipe import Recipe
 from slimnet.training.scratch import BN_IMAGES, train_network
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, train_small_supernet
 
-pytestmark = needs_fashion_mnist
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 
 class Killed(Exception):

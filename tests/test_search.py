@@ -11,7 +11,7 @@ from slimnet.stats.scoring import accuracy
 from slimnet.training.sandwich import evaluate_config
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference, train_small_supernet
 
-pytestmark = needs_fashion_mnist
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

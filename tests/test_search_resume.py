@@ -26,7 +26,7 @@ from slimnet.space.spec import uniform_spec
 from slimnet.training.sandwich import build_space, build_supernet, save_supernet_file
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference
 
-pytestmark = needs_fashion_mnist
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 # Depthwise blocks, expand widths and stages cut at the next block: every kind of resume point.

@@ -79,6 +79,7 @@ def test_widths_must_share_the_architecture():
 
 
 @needs_fashion_mnist
+@pytest.mark.slow
 def test_training_a_few_steps_on_real_data_learns_every_width(tmp_path, single_thread):
     data = prepare_fashion_slice(tmp_path / "data", fraction=0.02)
     # The 14 px search split: a quarter of the full split's cost, the same images.

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocesses and real trainings: `pytest -m 'not slow'` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,7 +31,14 @@ ESTIMATES = {
 def study_table(tmp_path: Path, shown: list, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """scripts/study_table.py on ``shown`` (as `dvc exp show --json` gives it), writing tmp_path/out."""
     (tmp_path / "exp.json").write_text(json.dumps(shown))
-    command = [sys.executable, str(REPO / "scripts/study_table.py"), "--json", str(tmp_path / "exp.json"), "--out", str(tmp_path / "out")]
+    command = [
+        sys.executable,
+        str(REPO / "scripts/study_table.py"),
+        "--json",
+        str(tmp_path / "exp.json"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd)
 
 
@@ -128,13 +139,23 @@ def test_a_direct_search_experiment_is_the_direct_baseline_at_its_budget(tmp_pat
     projected = experiment(
         "study-4M", "4M", {"optimized": [80.0, 81.0, 80.5], "uniform": [79.0, 79.8, 79.6], "random": [78.0, 78.5, 79.0]}
     )
-    projected["data"]["params"]["params.yaml"]["data"]["transfer"] = {"width": 0.7, "depth": 0.5, "resolution": 16, "data_fraction": 0.2}
+    projected["data"]["params"]["params.yaml"]["data"]["transfer"] = {
+        "width": 0.7,
+        "depth": 0.5,
+        "resolution": 16,
+        "data_fraction": 0.2,
+    }
     projected["data"]["metrics"]["stages/evaluate/metrics.json"]["data"]["search_cost"] = {
         "supernet_train_flops": 10**12,
         "search_flops": 10**12,
     }
     direct = experiment("study-4M-direct", "4M", {"optimized": [81.0, 82.0, 81.5], "uniform": [79.0, 79.8, 79.6]})
-    direct["data"]["params"]["params.yaml"]["data"]["transfer"] = {"width": 1.0, "depth": 1.0, "resolution": None, "data_fraction": 1.0}
+    direct["data"]["params"]["params.yaml"]["data"]["transfer"] = {
+        "width": 1.0,
+        "depth": 1.0,
+        "resolution": None,
+        "data_fraction": 1.0,
+    }
     direct["data"]["metrics"]["stages/evaluate/metrics.json"]["data"]["search_cost"] = {
         "supernet_train_flops": 30 * 10**12,
         "search_flops": 10 * 10**12,
@@ -145,7 +166,12 @@ def test_a_direct_search_experiment_is_the_direct_baseline_at_its_budget(tmp_pat
         transfer=projected["data"]["params"]["params.yaml"]["data"]["transfer"], extrapolate={"point": "stacked"}
     )
     shown = [
-        {"rev": "abc", "name": "main", "data": {}, "experiments": [{"revs": [stacked]}, {"revs": [projected]}, {"revs": [direct]}]}
+        {
+            "rev": "abc",
+            "name": "main",
+            "data": {},
+            "experiments": [{"revs": [stacked]}, {"revs": [projected]}, {"revs": [direct]}],
+        }
     ]
     result = study_table(tmp_path, shown)
     assert result.returncode == 0, result.stderr
@@ -253,7 +279,9 @@ def test_experiments_whose_metrics_are_the_headline_are_read_from_their_report(t
     headline["data"]["metrics"]["stages/evaluate/metrics.json"]["data"] = {"flops": 4_000_000, "top1": 80.5, "uniform": 79.47}
     headline["rev"] = commit_all(repo, "exp")
     missing = dict(headline, name="no-report", rev="0" * 40)  # a commit git does not have: left out, named
-    result = study_table(tmp_path, [{"rev": "abc", "data": {}, "experiments": [{"revs": [headline]}, {"revs": [missing]}]}], cwd=repo)
+    result = study_table(
+        tmp_path, [{"rev": "abc", "data": {}, "experiments": [{"revs": [headline]}, {"revs": [missing]}]}], cwd=repo
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out/table.md").read_text() == (tmp_path / "full/out/table.md").read_text()
     assert "left out no-report" in result.stderr
