@@ -28,8 +28,9 @@ TINY = {
     "extrapolate": {"random_draws": [0, 1]},
     # lr is per 256 images: 0.8 is 0.1 at batch 32. At the default 0.1 (0.0125 here) two epochs
     # left every network near chance (14-24%) and a slimmable width at or below 10% on one CPU.
+    # One epoch at 0.8 gives 40-55% (measured 2026-12-06): clear of chance, half the time.
     "train": {
-        "epochs": 2,
+        "epochs": 1,
         "batch_size": 32,
         "lr": 0.8,
         "warmup_epochs": 0.0,
@@ -130,7 +131,9 @@ def test_dvc_shows_evaluates_headline_as_the_one_metrics_file(project):
     shown = json.loads(result.stdout)
     files = {path: entry["data"] for revision in shown.values() for path, entry in revision["data"].items()}
     assert list(files) == ["stages/evaluate/metrics.json"], list(files)
-    assert files["stages/evaluate/metrics.json"] == headline(load(project, "stages/evaluate/report.json"))
+    # DVC leaves out keys whose value is null (the intervals of a one-seed run).
+    expected = {key: value for key, value in headline(load(project, "stages/evaluate/report.json")).items() if value is not None}
+    assert files["stages/evaluate/metrics.json"] == expected
 
 
 def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
@@ -232,21 +235,30 @@ def test_search_trajectory_is_target_independent_and_complete(project):
     assert points[0]["ratio"]["flops"] > 1.0 > points[-1]["ratio"]["flops"]
 
 
-def test_a_new_target_reruns_only_extrapolate_train_and_evaluate(project):
+def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
+    """The search is target-independent: a new budget reruns extrapolate, whose new networks then
+    make every training and what follows stale, and nothing upstream. (Checked with dvc status
+    instead of training them: the trainings' reruns are the new-seed test's.)"""
+    upstream = ("scan", "data", "project", "latency", "supernet", "search")
     assert changed_stages(dvc(project, "status")) == []
     set_params(project, {"search": {"flops": "6M"}})
-    status = dvc(project, "status")  # lists the stages whose own deps changed
-    # stability selects the budget's point too (off: it only rewrites {"enabled": false}).
-    assert changed_stages(status) == ["extrapolate", "stability"] and "search.flops" in status, status
-    log = dvc(project, "repro")
-    assert "Running stage 'scan'" in log, log
-    for stage in ("data", "project", "latency", "supernet", "search"):
-        assert f"Stage '{stage}' didn't change, skipping" in log, log
-    for stage in ("extrapolate", "stability", "train@optimized-0", "train@uniform-0", "train@random-0", "evaluate"):
-        assert f"Running stage '{stage}'" in log, log
-    metrics = load(project, "stages/evaluate/report.json")
-    assert abs(metrics["optimized"]["flops"] / 6e6 - 1) <= 0.01
-    assert changed_stages(dvc(project, "status")) == []
+    try:
+        status = dvc(project, "status")  # lists the stages whose own deps changed
+        # stability selects the budget's point too (off: it only rewrites {"enabled": false}).
+        assert changed_stages(status) == ["extrapolate", "stability"] and "search.flops" in status, status
+        log = dvc(project, "repro", "extrapolate")
+        for stage in upstream[1:]:
+            assert f"Stage '{stage}' didn't change, skipping" in log, log
+        assert "Running stage 'extrapolate'" in log, log
+        assert abs(load(project, "stages/extrapolate/summary.json")["optimized"]["flops"] / 6e6 - 1) <= 0.01
+        stale = changed_stages(dvc(project, "status"))
+        trainings = [f"train@{variant}-0" for variant in TINY["train"]["variants"]]
+        assert set(trainings) <= set(stale) and not set(stale) & set(upstream), stale
+        assert set(stale) <= {*trainings, "stability", "evaluate", "slimmable", "export"}, stale
+    finally:
+        set_params(project, {"search": {"flops": TINY["search"]["flops"]}})
+        dvc(project, "repro", "extrapolate", "stability")
+    assert changed_stages(dvc(project, "status")) == []  # the 8M networks again, byte for byte
 
 
 def test_several_budgets_on_the_real_trajectory_and_latency_table(project):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import ExtrapolateParams, ModelParams, Params, SlimmableParams, TrainParams
+from slimnet.config import ExtrapolateParams, ModelParams, Params, SlimmableParams, SupernetParams, TrainParams
 from slimnet.console.errors import SlimnetError
 from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
@@ -35,6 +35,7 @@ from slimnet.pipeline.common import (
     write_timings,
 )
 from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
+from slimnet.space.channels import ChannelSpace
 from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
@@ -44,11 +45,18 @@ from slimnet.training.trained import load_trained, save_slimmable_blob
 SLIMMABLE = STAGES / "slimmable"
 
 
-def target_specs(model: ModelParams, extrapolate: ExtrapolateParams, targets: list[int]) -> list[ArchSpec]:
-    """The full network's channels for each FLOPs target, picked and extrapolated as extrapolate does."""
+def target_specs(
+    model: ModelParams, extrapolate: ExtrapolateParams, supernet: SupernetParams, targets: list[int]
+) -> list[ArchSpec]:
+    """The full network's channels for each FLOPs target, picked, extrapolated and put on a channel
+    grid exactly as extrapolate does (the grid is the one where the target's random draws land too),
+    so a target equal to search.flops gives the optimized network's channels."""
     meta = read_json(DATA / "meta.json", "data")
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     full = full_uniform(model, meta)
+    space = ChannelSpace.around(
+        trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor
+    )
     specs = []
     for target in targets:
         try:
@@ -62,6 +70,8 @@ def target_specs(model: ModelParams, extrapolate: ExtrapolateParams, targets: li
                 divisor=model.divisor,
                 tolerance=extrapolate.tolerance,
                 point_rule=extrapolate.point,
+                space=space,
+                random_draws=extrapolate.random_draws,
             )
         except OutOfRange as error:
             raise SlimnetError(f"slimmable.targets: {target:,} FLOPs: {error}") from None
@@ -72,6 +82,7 @@ def target_specs(model: ModelParams, extrapolate: ExtrapolateParams, targets: li
 def run_slimmable(
     model_params: ModelParams,
     extrapolate: ExtrapolateParams,
+    supernet: SupernetParams,
     slimmable: SlimmableParams,
     recipe: TrainParams,
     *,
@@ -84,7 +95,7 @@ def run_slimmable(
         metrics = {"targets": [], "note": "off: set slimmable.targets (e.g. [4M, 6M, 8M]) to train one network for them"}
         atomic.write_json(out_dir / "metrics.json", metrics)
         return metrics
-    specs = target_specs(model_params, extrapolate, slimmable.targets)
+    specs = target_specs(model_params, extrapolate, supernet, slimmable.targets)
     train_set = load_split(DATA / "full" / "train.pt", device)
     val_set = load_split(DATA / "full" / "val.pt", device)
     torch.manual_seed(recipe.seed)
@@ -161,5 +172,5 @@ def compare_with_individual(
 def command(p: Params, device: str) -> None:
     """`python -m slimnet slimmable`: train and score the slimmable network, print the summary."""
     check_network(p, dataset_resolution())
-    summary = run_slimmable(p.model, p.extrapolate, p.slimmable, p.slimmable_recipe(), device=pick_device(device))
+    summary = run_slimmable(p.model, p.extrapolate, p.supernet, p.slimmable, p.slimmable_recipe(), device=pick_device(device))
     print_summary("slimmable", summary)
