@@ -146,7 +146,8 @@ def run_sweep(out_path: Path) -> Path:
     """Every experiment of `dvc exp show` (a budget sweep) in one figure."""
     shown = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
     if shown.returncode != 0:
-        raise SlimnetError(f"dvc exp show failed: {shown.stderr.strip().splitlines()[-1:]}")
+        last = (shown.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SlimnetError(f"dvc exp show failed: {last} (run it in the project, where dvc.yaml is)")
     reports = experiment_reports(json.loads(shown.stdout))
     if not reports:
         raise SlimnetError("no experiment has evaluate's report: run `dvc exp run` (or `dvc repro`) first")
