@@ -11,15 +11,15 @@ from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable, predict_spec_ms
 from slimnet.optimizers import transfer
 from slimnet.optimizers.baselines import projected_uniform
-from slimnet.optimizers.budgets import METRICS, Costs, extrapolate_within, requested, show
+from slimnet.optimizers.budgets import METRICS, Costs, requested, show
 from slimnet.optimizers.trajectory import Trajectory
 from slimnet.optimizers.transfer import AboveRange
 from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, write_csv
 from slimnet.pipeline.estimates import supernet_estimates
 from slimnet.pipeline.networks import random_name, save_random_specs
 from slimnet.pipeline.presets import closest, network_name, presets
+from slimnet.pipeline.selection import extrapolate_budgets, supernet_space
 from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
-from slimnet.space.channels import ChannelSpace
 from slimnet.space.flops import cost
 from slimnet.space.spec import save_spec
 
@@ -37,26 +37,14 @@ def run_extrapolate(
     full = full_uniform(model, meta)
     budgets = requested(search)
     costs = Costs(table)
-    space = ChannelSpace.around(
-        trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor
-    )
+    space = supernet_space(trajectory, supernet)
     # Every budget is checked against the trajectory before any matching: an impossible one
     # fails here, naming itself and its possible range, with nothing written. The random
     # baselines: draws from the supernet's space, carried over like the selected point and
     # matched to the optimized network's cost, on the same channel grid as it and uniform.
     try:
-        result = extrapolate_within(
-            trajectory.points,
-            budgets,
-            projected_uniform=trajectory.reference,
-            full_uniform=full,
-            costs=costs,
-            stacking=extrapolate.stacking,
-            divisor=model.divisor,
-            tolerance=extrapolate.tolerance,
-            point_rule=extrapolate.point,
-            space=space,
-            random_draws=extrapolate.random_draws,
+        result = extrapolate_budgets(
+            trajectory, budgets, full=full, costs=costs, space=space, model=model, extrapolate=extrapolate
         )
     except AboveRange as error:
         raise AboveRange(f"{error}; {_why_above(error, model, supernet, full, costs)}", error.metric, error.target) from None

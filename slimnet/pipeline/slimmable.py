@@ -20,7 +20,7 @@ from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import load_split
 from slimnet.nn.switchable import SlimmableNetwork
-from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within
+from slimnet.optimizers.budgets import Budget, Costs
 from slimnet.optimizers.trajectory import Trajectory
 from slimnet.optimizers.transfer import OutOfRange
 from slimnet.pipeline.common import (
@@ -34,8 +34,8 @@ from slimnet.pipeline.common import (
     write_csv,
     write_timings,
 )
+from slimnet.pipeline.selection import extrapolate_budgets, supernet_space
 from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
-from slimnet.space.channels import ChannelSpace
 from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
@@ -54,24 +54,18 @@ def target_specs(
     meta = read_json(DATA / "meta.json", "data")
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
     full = full_uniform(model, meta)
-    space = ChannelSpace.around(
-        trajectory.reference.blueprint(), supernet.min_width, supernet.max_width, supernet.groups, supernet.divisor
-    )
+    space = supernet_space(trajectory, supernet)
     specs = []
     for target in targets:
         try:
-            result = extrapolate_within(
-                trajectory.points,
+            result = extrapolate_budgets(
+                trajectory,
                 [Budget("flops", target)],
-                projected_uniform=trajectory.reference,
-                full_uniform=full,
+                full=full,
                 costs=Costs(None),
-                stacking=extrapolate.stacking,
-                divisor=model.divisor,
-                tolerance=extrapolate.tolerance,
-                point_rule=extrapolate.point,
                 space=space,
-                random_draws=extrapolate.random_draws,
+                model=model,
+                extrapolate=extrapolate,
             )
         except OutOfRange as error:
             raise SlimnetError(f"slimmable.targets: {target:,} FLOPs: {error}") from None
