@@ -70,6 +70,15 @@ def supernet(params: Path = PARAMS, device: str = DEVICE) -> None:
 
 @app.command()
 @user_errors
+def morphnet(params: Path = PARAMS, device: str = DEVICE) -> None:
+    """search.method morphnet: train the largest configuration with MorphNet's FLOPs-weighted penalty on its BN scales."""
+    from slimnet.pipeline.morphnet import command
+
+    command(_load(params), device, relaunch=["morphnet", "--params", str(params), "--device", device])
+
+
+@app.command()
+@user_errors
 def alone(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Diagnostic (diagnostics.alone): the supernet's max and min configurations trained alone, beside its own top-1 for them."""
     from slimnet.pipeline.alone import command

@@ -159,7 +159,20 @@ class SupernetParams(Recipe):
         return self
 
 
+class MorphNetParams(Recipe):
+    """MorphNet's training (search.method: morphnet): the largest configuration of the supernet's
+    channel space, trained with the resource-weighted L1 penalty on its BN scales."""
+
+    strength: Annotated[float, Field(gt=0)] = 30.0  # penalty weight, relative to the network's full cost
+    threshold: Annotated[float, Field(gt=0)] = 0.01  # a channel is alive while its BN scale's |gamma| exceeds this
+    resource: Literal["flops", "params"] = "flops"  # what the penalty weighs each channel by
+    epochs: Epochs = 6
+    lr: LearningRate = 0.05
+    warmup_epochs: WarmupEpochs = 0.25
+
+
 class SearchParams(Section):
+    method: Literal["autoslim", "morphnet"] = "autoslim"
     flops: Optional[Size] = 6_000_000
     params: Optional[Size] = None
     latency: Optional[Milliseconds] = None  # predicted batch-1 latency on latency.device, in ms
@@ -298,6 +311,7 @@ class Params(Section):
     model: ModelParams = ModelParams()
     transfer: TransferParams = TransferParams()
     supernet: SupernetParams = SupernetParams()
+    morphnet: MorphNetParams = MorphNetParams()
     search: SearchParams = SearchParams()
     latency: LatencyParams = LatencyParams()
     extrapolate: ExtrapolateParams = ExtrapolateParams()

@@ -24,7 +24,9 @@ TINY = {
     "model": {"arch": "mobilenet_v2", "width": 0.35, "cifar": True},
     "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
-    "search": {"flops": "8M", "eval_images": 128, "batch_size": 128, "floor": 0.0},
+    "morphnet": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
+    # 30 of the 60 held-out images: a second sample fits beside them (the stability diagnostic's).
+    "search": {"flops": "8M", "eval_images": 30, "batch_size": 128, "floor": 0.0},
     "extrapolate": {"random_draws": [0, 1]},
     # lr is per 256 images: 0.8 is 0.1 at batch 32. At the default 0.1 (0.0125 here) two epochs
     # left every network near chance (14-24%) and a slimmable width at or below 10% on one CPU.
@@ -95,6 +97,7 @@ def test_all_stages_write_their_outputs(project):
         "stages/latency/table.json",
         "stages/supernet/supernet.pt",
         "stages/supernet/curves.csv",
+        "stages/morphnet/network.pt",  # a record that MorphNet did not run (search.method: autoslim)
         "stages/search/trajectory.json",
         "stages/extrapolate/optimized.json",
         "stages/extrapolate/uniform.json",
@@ -259,6 +262,41 @@ def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
         set_params(project, {"search": {"flops": TINY["search"]["flops"]}})
         dvc(project, "repro", "extrapolate", "stability")
     assert changed_stages(dvc(project, "status")) == []  # the 8M networks again, byte for byte
+
+
+def test_morphnet_runs_the_pipeline_and_switching_back_restores_autoslims_outputs(project):
+    """search.method: morphnet trains MorphNet's network instead of the supernet and searches it
+    by thresholds; a budget change after it reruns extrapolate onward only; switching back
+    restores every AutoSlim output from DVC's run-cache, byte for byte, without training."""
+    stages = ("supernet", "search", "extrapolate", "train@optimized-0", "evaluate")
+    before = {stage: out_hashes(project, stage) for stage in stages}
+    assert load(project, "stages/morphnet/metrics.json") == {"enabled": False}
+    set_params(project, {"search": {"method": "morphnet"}})
+    try:
+        # The optimizers' stages, the search and what reads search.method; not the data or the latency table.
+        assert set(changed_stages(dvc(project, "status"))) == {"supernet", "morphnet", "search", "extrapolate", "stability"}
+        log = dvc(project, "repro")
+        assert "Running stage 'morphnet'" in log and "Running stage 'project'" not in log, log
+        morphnet = load(project, "stages/morphnet/metrics.json")
+        assert morphnet["enabled"] and morphnet["train_flops"] > 0
+        assert load(project, "stages/supernet/metrics.json") == {"enabled": False}
+        trajectory = load(project, "stages/search/trajectory.json")
+        assert trajectory["method"] == "morphnet" and len(trajectory["points"]) > 10
+        assert all(a["flops"] > b["flops"] for a, b in zip(trajectory["points"], trajectory["points"][1:]))
+        summary = load(project, "stages/extrapolate/summary.json")
+        assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01
+        assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("MorphNet step")
+        report = load(project, "stages/evaluate/report.json")
+        assert report["search_cost"]["supernet_train_flops"] == morphnet["train_flops"]  # the optimizer's training
+        assert 10.0 < report["optimized"]["top1"] <= 100.0
+        set_params(project, {"search": {"flops": "6M"}})
+        assert changed_stages(dvc(project, "status")) == ["extrapolate", "stability"]  # the search is target-independent
+    finally:
+        set_params(project, {"search": {"method": "autoslim", "flops": TINY["search"]["flops"]}})
+        log = dvc(project, "repro")
+    assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
+    assert {stage: out_hashes(project, stage) for stage in stages} == before
+    assert changed_stages(dvc(project, "status")) == []
 
 
 def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
@@ -478,31 +516,39 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
     assert changed_stages(dvc(project, "status")) == []
 
 
-def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_seed(project):
+def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_seed(project, tmp_path):
     assert load(project, "stages/stability/metrics.json") == {"enabled": False}  # off by default: nothing trained
     held_out = load(project, "data/search/meta.json")["counts"]["search/val"]
+    assert held_out >= 2 * TINY["search"]["eval_images"]  # TINY leaves room for a second sample
+    # A second sample of search.eval_images must exist beside the first: a clear error, nothing written.
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["diagnostics"]["stability"] = True
+    params["search"]["eval_images"] = held_out  # the whole held-out split: no second sample left
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    failed = subprocess.run(
+        [sys.executable, "-m", "slimnet", "stability", "--params", str(tmp_path / "params.yaml")],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode != 0 and "lower search.eval_images" in failed.stderr, failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1
+    assert load(project, "stages/stability/metrics.json") == {"enabled": False}
     set_params(project, {"diagnostics": {"stability": True}})
     try:
         assert changed_stages(dvc(project, "status")) == ["stability"]  # it feeds no other stage
-        # A second sample of search.eval_images must fit beside the first: a clear error, nothing written.
-        assert held_out < 2 * TINY["search"]["eval_images"]
-        failed = subprocess.run([sys.executable, "-m", "slimnet", "stability"], cwd=project, capture_output=True, text=True)
-        assert failed.returncode != 0 and "lower search.eval_images" in failed.stderr, failed.stderr
-        assert len(failed.stderr.strip().splitlines()) == 1
-        assert load(project, "stages/stability/metrics.json") == {"enabled": False}
-        set_params(project, {"search": {"eval_images": held_out // 2}})
-        dvc(project, "repro", "stability")  # the search and what follows rerun first on the new sample size
+        dvc(project, "repro", "stability")
         record = load(project, "stages/stability/metrics.json")
         summary = load(project, "stages/extrapolate/summary.json")
         assert record["enabled"] and record["selected_step"] == summary["selected_step"]
-        assert record["supernet_seed"] == 1 and record["held_out_images"] == held_out // 2
+        assert record["supernet_seed"] == 1 and record["held_out_images"] == TINY["search"]["eval_images"]
         assert set(record["similarity"]) == {"held_out_sample", "supernet_seed", "random_draws_mean"}
         assert all(0.0 < value <= 1.0 for value in record["similarity"].values())
         assert set(record["steps"]) == {"held_out_sample", "supernet_seed"}
         assert not (project / ".checkpoints/stability").exists()  # cleared once the record exists
     finally:
-        set_params(project, {"diagnostics": {"stability": False}, "search": {"eval_images": TINY["search"]["eval_images"]}})
-        dvc(project, "repro")
+        set_params(project, {"diagnostics": {"stability": False}})
+        dvc(project, "repro", "stability")
     assert changed_stages(dvc(project, "status")) == []
 
 

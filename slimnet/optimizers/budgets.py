@@ -257,9 +257,11 @@ def extrapolate_within(
     point_rule: Literal["ratio", "stacked"] = "ratio",
     space: ChannelSpace | None = None,
     random_draws: Sequence[int] = (),
+    optimizer: str = "AutoSlim",
 ) -> dict:
     """The network for several budgets at once, the binding budget, the uniform baseline on it,
     and one random network per seed of ``random_draws`` (configurations of the supernet's ``space``).
+    ``optimizer`` names the trajectory's optimizer in the optimized network's note.
 
     ``point_rule`` "ratio" takes the first point within every budget's cost ratio; "stacked" the
     point whose stacked full network at k = 1 comes nearest the budgets (the same without projection).
@@ -318,12 +320,12 @@ def extrapolate_within(
 
     def match_all(step: int) -> tuple:
         """Every network on channels in multiples of ``step`` (SlimnetError where one cannot land)."""
-        optimized, k = full_uniform.with_channels(point.channels, note=f"AutoSlim step {point.step}"), 1.0
+        optimized, k = full_uniform.with_channels(point.channels, note=f"{optimizer} step {point.step}"), 1.0
         if not same:
             optimized, k, _ = named(
                 "optimized", match_cost, full_uniform, stacked, base, target, binding.metric, divisor, tolerance, measure, [step]
             )
-            note = f"AutoSlim step {point.step}, width transfer k={k:.4g} ({stacking}), bound by {binding.metric}"
+            note = f"{optimizer} step {point.step}, width transfer k={k:.4g} ({stacking}), bound by {binding.metric}"
             optimized = optimized.model_copy(update={"note": note})
         # The baselines cost what the optimized network does, so the comparison is like for like.
         reached = costs.of_spec(binding.metric, optimized)

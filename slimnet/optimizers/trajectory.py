@@ -6,6 +6,7 @@ Plain data: the cost arithmetic (transfer, budgets) reads it without importing t
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,7 +28,7 @@ class TrajectoryPoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     step: int
-    slimmed: str | None  # the unit shrunk at this step (None for the starting point)
+    slimmed: str | None  # the unit shrunk at this step, comma-separated units for MorphNet (None at the start)
     flops: int
     params: int
     memory: int
@@ -43,12 +44,16 @@ class TrajectoryPoint(BaseModel):
     margin: float | None = None
 
 
+OPTIMIZERS = {"autoslim": "AutoSlim", "morphnet": "MorphNet"}  # search.method -> its name in notes
+
+
 class Trajectory(BaseModel):
-    """The whole greedy path of a search, largest configuration first, and its reference network."""
+    """The whole path of a search, largest configuration first, and its reference network."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     reference: ArchSpec
     points: list[TrajectoryPoint]
+    method: Literal["autoslim", "morphnet"] = "autoslim"  # the width optimizer that wrote it
 
     def save(self, path: Path) -> None:
         atomic.write_text(path, self.model_dump_json(indent=2) + "\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
+from slimnet.console.errors import SlimnetError
 from slimnet.config import DiagnosticsParams, ModelParams, Params, SupernetParams, TransferParams
 from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
@@ -43,6 +44,11 @@ def run_alone(
         return record
     meta = read_json(DATA / "search" / "meta.json", "project")
     shared = read_json(STAGES / "supernet" / "metrics.json", "supernet")
+    if shared.get("enabled", True) is False:
+        raise SlimnetError(
+            "diagnostics.alone compares the AutoSlim supernet with its configurations trained alone, and the supernet was "
+            "not trained (search.method is not autoslim): set diagnostics.alone: false"
+        )
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
     reference = projected_uniform(model, transfer_params, supernet, meta)

@@ -16,6 +16,10 @@ from slimnet.pipeline.data_paths import DATA  # noqa: F401 -- re-exported: one d
 
 STAGES = Path("stages")
 CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
+OPTIMIZER_NETWORKS = {  # the network each search.method's training stage writes, which its search reads
+    "autoslim": STAGES / "supernet" / "supernet.pt",
+    "morphnet": STAGES / "morphnet" / "network.pt",
+}
 VARIANTS = ("optimized", "uniform", "random")  # what extrapolate writes; train.variants picks the trained ones
 TIMINGS = "timings.json"  # untracked, see write_timings
 
@@ -45,6 +49,9 @@ def read_json(path: Path, produced_by: str) -> dict:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:  # a stage that did not run (another search.method): an empty file
+        atomic.write_text(path, "")
+        return
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()

@@ -60,6 +60,7 @@ def _cpu_copy(model: Network) -> Network:
 def search_cost(meta: dict, supernet_metrics: dict, search_metrics: dict, projected: ArchSpec, full: ArchSpec) -> dict:
     """What the search cost in multiply-accumulates, and an estimate of the same search without projection.
 
+    ``supernet_metrics`` are the optimizer's training stage's (the supernet, or MorphNet's network).
     A direct search trains the supernet on the full problem: its FLOPs scale with the
     network's FLOPs (width, depth, resolution) and the number of training images; greedy
     slimming scales with the network's FLOPs and with the square of its unit count (steps x
@@ -148,7 +149,8 @@ def run_evaluate(
     meta = read_json(DATA / "meta.json", "data")
     meta["counts"].update(read_json(DATA / "search" / "meta.json", "project")["counts"])  # search_cost compares both
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
-    supernet_metrics = read_json(STAGES / "supernet" / "metrics.json", "supernet")
+    trained_by = {"autoslim": "supernet", "morphnet": "morphnet"}[trajectory.method]  # the optimizer's training stage
+    supernet_metrics = read_json(STAGES / trained_by / "metrics.json", trained_by)
     search_metrics = read_json(STAGES / "search" / "metrics.json", "search")
     test_set = load_split(DATA / "full" / "test.pt", device)
     table = LatencyTable.load(STAGES / "latency" / "table.json")

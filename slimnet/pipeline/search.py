@@ -18,15 +18,16 @@ from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.optimizers.autoslim import Batches, CandidateEvaluator, greedy_slim
+from slimnet.optimizers.morphnet_sweep import threshold_trajectory
 from slimnet.optimizers.trajectory import Trajectory, TrajectoryPoint
 from slimnet.parallel.world import SINGLE, World
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, write_csv, write_timings
+from slimnet.pipeline.common import CHECKPOINTS, OPTIMIZER_NETWORKS, DATA, STAGES, write_csv, write_timings
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.space.flops import cost
 from slimnet.training.checkpoint import fingerprint
-from slimnet.training.sandwich import load_supernet_file
+from slimnet.training.sandwich import load_scores, load_supernet_file
 
-SUPERNET = STAGES / "supernet" / "supernet.pt"
+SUPERNET = OPTIMIZER_NETWORKS["autoslim"]
 
 
 def run_search(
@@ -35,7 +36,7 @@ def run_search(
     device: torch.device,
     out_dir: Path = STAGES / "search",
     world: World = SINGLE,
-    supernet_file: Path = SUPERNET,
+    supernet_file: Path | None = None,
     sample: int = 0,
 ) -> dict:
     """The greedy trajectory; with several ranks each scores its share of the held-out batches
@@ -44,7 +45,11 @@ def run_search(
     ``sample`` picks the held-out images: 0 is the stage's, 1 the next search.eval_images of the
     same order (disjoint from them; the stability stage searches on it).
     Rank 0 checkpoints the trajectory after every step; a killed search resumes from its last
-    step and writes the bytes an unbroken one would (:class:`SearchCheckpoint`)."""
+    step and writes the bytes an unbroken one would (:class:`SearchCheckpoint`).
+
+    With search.method morphnet the trajectory is MorphNet's network read at every threshold
+    (optimizers.morphnet_sweep), from the largest configuration to the same floor."""
+    supernet_file = OPTIMIZER_NETWORKS[search.method] if supernet_file is None else supernet_file
     network, reference, space = load_supernet_file(supernet_file, device)
     calib_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
@@ -73,20 +78,25 @@ def run_search(
             if world.is_main:
                 checkpoint.save(points, seconds_before + time.perf_counter() - started)
 
-        points = greedy_slim(
-            evaluator,
-            reference=reference,
-            criterion=search.criterion,
-            per_flop=search.per_flop,
-            floor_flops=int(search.floor * max_flops),
-            report=report,
-            resume=resume,
-            on_step=save,
-        )
+        if search.method == "morphnet":
+            points = threshold_trajectory(
+                evaluator, load_scores(supernet_file), reference=reference, floor_flops=int(search.floor * max_flops), report=report
+            )
+        else:
+            points = greedy_slim(
+                evaluator,
+                reference=reference,
+                criterion=search.criterion,
+                per_flop=search.per_flop,
+                floor_flops=int(search.floor * max_flops),
+                report=report,
+                resume=resume,
+                on_step=save,
+            )
     seconds = seconds_before + time.perf_counter() - started
     if not world.is_main:
         return {"steps": len(points) - 1, "seconds": round(seconds, 2)}
-    Trajectory(reference=reference, points=points).save(out_dir / "trajectory.json")
+    Trajectory(reference=reference, points=points, method=search.method).save(out_dir / "trajectory.json")
     write_csv(
         out_dir / "trajectory.csv",
         [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slimnet.config import ExtrapolateParams, ModelParams, SupernetParams
 from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within
-from slimnet.optimizers.trajectory import Trajectory
+from slimnet.optimizers.trajectory import OPTIMIZERS, Trajectory
 from slimnet.space.channels import ChannelSpace
 from slimnet.space.spec import ArchSpec
 
@@ -40,4 +40,5 @@ def extrapolate_budgets(
         point_rule=extrapolate.point,
         space=space,
         random_draws=extrapolate.random_draws,
+        optimizer=OPTIMIZERS[trajectory.method],
     )

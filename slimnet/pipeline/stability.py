@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
+from slimnet.console.errors import SlimnetError
 from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams, TransferParams
 from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable
@@ -46,6 +47,11 @@ def run_stability(
         record = {"enabled": False}
         atomic.write_json(out_dir / "metrics.json", record)
         return record
+    if search.method != "autoslim":
+        raise SlimnetError(
+            f"diagnostics.stability repeats the AutoSlim search on a second supernet, and search.method is {search.method}: "
+            "set diagnostics.stability: false (or search.method: autoslim)"
+        )
     main = Trajectory.load(STAGES / "search" / "trajectory.json")
     projected = read_json(STAGES / "extrapolate" / "projected.json", "extrapolate")
     # Each rerun resumes from its own checkpoints if killed; the work directory goes once all is written.

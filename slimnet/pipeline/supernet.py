@@ -16,7 +16,7 @@ from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.training.checkpoint import Checkpoints
-from slimnet.training.sandwich import build_space, save_supernet_file, supernet_key, train_supernet
+from slimnet.training.sandwich import build_space, save_not_trained, save_supernet_file, supernet_key, train_supernet
 
 
 def run_supernet(
@@ -25,11 +25,18 @@ def run_supernet(
     supernet: SupernetParams,
     *,
     device: torch.device,
+    method: str = "autoslim",
     out_dir: Path = STAGES / "supernet",
     world: World = SINGLE,
     sync_bn: bool = False,
 ) -> dict:
     """Train the supernet (on every rank of ``world``); rank 0 writes the outputs."""
+    if method != "autoslim":  # another optimizer's stage trains its network: a record saying so
+        record = {"enabled": False}
+        save_not_trained(out_dir / "supernet.pt", method)
+        write_csv(out_dir / "curves.csv", [])
+        atomic.write_json(out_dir / "metrics.json", record)
+        return record
     meta = read_json(DATA / "search" / "meta.json", "project")  # search resolution, classes, channels
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
@@ -72,6 +79,9 @@ def run_supernet(
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet supernet`: on this process or on torchrun's ranks, each running the
     command line ``relaunch``; the main rank prints the summary."""
+    if p.search.method != "autoslim":
+        print_summary("supernet", run_supernet(p.model, p.transfer, p.supernet, device=torch.device("cpu"), method=p.search.method))
+        return
     check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"supernet.batch_size": p.supernet.batch_size}) as rank:
         if rank is not None:

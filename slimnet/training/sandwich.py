@@ -276,19 +276,38 @@ def supernet_key(
     )
 
 
-def save_supernet_file(path: Path, network: Network, reference: ArchSpec, space: ChannelSpace) -> None:
+def save_supernet_file(path: Path, network: Network, reference: ArchSpec, space: ChannelSpace, **extra) -> None:
+    """A network whose channel prefixes are its sub-networks (the supernet; MorphNet's network,
+    its channels sorted by score), with the space it runs and ``extra`` records."""
     from slimnet import atomic
 
     state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
-    atomic.save_torch(path, {"model": state, "reference": reference.model_dump(mode="json"), "choices": space.choices})
+    atomic.save_torch(path, {"model": state, "reference": reference.model_dump(mode="json"), "choices": space.choices, **extra})
+
+
+def save_not_trained(path: Path, method: str) -> None:
+    """What a stage of an optimizer search.method does not select writes in place of its network."""
+    from slimnet import atomic
+
+    atomic.save_torch(path, {"not_trained": f"search.method is {method}"})
 
 
 def load_supernet_file(path: Path, device: torch.device | str = "cpu") -> tuple[Network, ArchSpec, ChannelSpace]:
     if not Path(path).is_file():
         raise SlimnetError(f"{path} not found: run `dvc repro supernet` first")
     blob = torch.load(path, map_location="cpu", weights_only=False)
+    if "not_trained" in blob:
+        raise SlimnetError(f"{path} holds no network ({blob['not_trained']}): read the selected optimizer's network instead")
     reference = ArchSpec.model_validate(blob["reference"])
     space = ChannelSpace(reference.blueprint(), {u: list(c) for u, c in blob["choices"].items()})
     network = build_supernet(space)
     network.load_state_dict(blob["model"])
     return network.to(device, memory_format=torch.channels_last).eval(), reference, space
+
+
+def load_scores(path: Path) -> dict[str, list[float]]:
+    """The per-channel scores a MorphNet network file holds (each unit's, highest first)."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if "scores" not in blob:
+        raise SlimnetError(f"{path} holds no channel scores: it is not a MorphNet network (re-run `dvc repro morphnet`)")
+    return blob["scores"]
