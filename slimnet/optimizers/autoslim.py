@@ -288,6 +288,38 @@ def rank_value(drop_value: float, saved_fraction: float, per_flop: bool) -> floa
     return drop_value / saved_fraction if drop_value > 0 else drop_value * saved_fraction
 
 
+def scored_point(
+    step: int,
+    slimmed: str | None,
+    config: dict[str, int],
+    score: Score,
+    evaluations: int,
+    *,
+    reference: ArchSpec,
+    runner_up: str | None = None,
+    margin: float | None = None,
+) -> TrajectoryPoint:
+    """A configuration of ``reference``'s network as a trajectory point: its costs, their ratio to
+    the reference's, and its held-out score (rounded as every trajectory records it)."""
+    c = cost(reference.blueprint(), config, reference.resolution)
+    reference_cost = reference.cost()
+    return TrajectoryPoint(
+        step=step,
+        slimmed=slimmed,
+        flops=c.flops,
+        params=c.params,
+        memory=c.memory,
+        accuracy=round(score.accuracy, 4),
+        loss=round(score.loss, 6),
+        calibrated_loss=round(score.calibrated, 6),
+        evaluations=evaluations,
+        ratio=CostRatio(flops=c.flops / reference_cost.flops, params=c.params / reference_cost.params),
+        channels=dict(config),
+        runner_up=runner_up,
+        margin=None if margin is None else round(margin, 9),
+    )
+
+
 def greedy_slim(
     evaluator: CandidateEvaluator,
     *,
@@ -319,29 +351,13 @@ def greedy_slim(
     space = evaluator.space
     blueprint = space.blueprint
     resolution = reference.resolution
-    reference_cost = reference.cost()
     config = space.maximum
     base = evaluator.commit(config)
 
     def point(
         step: int, unit: str | None, config: dict[str, int], base: Score, evaluations: int, runner_up=None, margin=None
     ) -> TrajectoryPoint:
-        c = cost(blueprint, config, resolution)
-        return TrajectoryPoint(
-            step=step,
-            slimmed=unit,
-            flops=c.flops,
-            params=c.params,
-            memory=c.memory,
-            accuracy=round(base.accuracy, 4),
-            loss=round(base.loss, 6),
-            calibrated_loss=round(base.calibrated, 6),
-            evaluations=evaluations,
-            ratio=CostRatio(flops=c.flops / reference_cost.flops, params=c.params / reference_cost.params),
-            channels=dict(config),
-            runner_up=runner_up,
-            margin=None if margin is None else round(margin, 9),
-        )
+        return scored_point(step, unit, config, base, evaluations, reference=reference, runner_up=runner_up, margin=margin)
 
     trajectory = [point(0, None, config, base, 0)]
     if resume:

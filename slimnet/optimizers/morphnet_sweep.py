@@ -6,8 +6,8 @@ for the budget and expands it with one multiplier, as for AutoSlim."""
 from __future__ import annotations
 
 from slimnet.console.progress import Reporter
-from slimnet.optimizers.autoslim import CandidateEvaluator, Score
-from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
+from slimnet.optimizers.autoslim import CandidateEvaluator, Score, scored_point
+from slimnet.optimizers.trajectory import TrajectoryPoint
 from slimnet.space.flops import cost
 from slimnet.space.spec import ArchSpec
 
@@ -32,25 +32,11 @@ def threshold_trajectory(
     down to the first at or below ``floor_flops`` (or every unit at its minimum)."""
     space = evaluator.space
     blueprint, resolution = space.blueprint, reference.resolution
-    reference_cost = reference.cost()
     minimum = space.minimum
 
     def point(index: int, config: dict[str, int], previous: dict[str, int] | None, score: Score) -> TrajectoryPoint:
-        c = cost(blueprint, config, resolution)
         shrunk = None if previous is None else ",".join(u for u in config if config[u] < previous[u])
-        return TrajectoryPoint(
-            step=index,
-            slimmed=shrunk,
-            flops=c.flops,
-            params=c.params,
-            memory=c.memory,
-            accuracy=round(score.accuracy, 4),
-            loss=round(score.loss, 6),
-            calibrated_loss=round(score.calibrated, 6),
-            evaluations=0 if previous is None else 1,
-            ratio=CostRatio(flops=c.flops / reference_cost.flops, params=c.params / reference_cost.params),
-            channels=dict(config),
-        )
+        return scored_point(index, shrunk, config, score, 0 if previous is None else 1, reference=reference)
 
     config = space.maximum
     largest = cost(blueprint, config, resolution).flops
