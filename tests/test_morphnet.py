@@ -14,6 +14,7 @@ from slimnet.optimizers.autoslim import CandidateEvaluator
 from slimnet.optimizers.morphnet_penalty import Regularizer, alive_cost, layer_costs, permute_units, ranked_channels, unit_batchnorms
 from slimnet.optimizers.morphnet_sweep import counts_above, threshold_trajectory
 from slimnet.optimizers.morphnet_training import train_morphnet
+from slimnet.pipeline.morphnet import every_count
 from slimnet.space.flops import cost
 from slimnet.space.spec import uniform_spec
 from slimnet.training.checkpoint import Checkpoints
@@ -138,7 +139,7 @@ def test_a_stronger_penalty_leaves_fewer_flops_alive(data_dir, strong, tmp_path)
 def test_the_threshold_trajectory_falls_monotonically_from_the_largest_configuration(data_dir, strong):
     network, scores, _, _, space, reference = strong
     prefixes = build_space(reference, min_width=0.25, max_width=1.0, groups=4, divisor=2)
-    every = type(prefixes)(prefixes.blueprint, {u: list(range(c[0], c[-1] + 1)) for u, c in prefixes.choices.items()})
+    every = every_count(prefixes)
     supernet = Network(every.blueprint, every.maximum, slimmable=True)
     supernet.load_state_dict(network.state_dict())
     evals = fixed_batches(load_split(data_dir / "search" / "val.pt"), 256, 256, 1)

@@ -115,11 +115,9 @@ class Regularizer:
             total = total + layer.coefficient * (a_in * r_out + a_out * r_in)
         return total
 
-    def alive_counts(self, threshold: float | None = None, minimum: int = 1) -> dict[str, int]:
-        """Channels per unit scoring above ``threshold`` (the regularizer's own by default),
-        never fewer than ``minimum``."""
-        threshold = self.threshold if threshold is None else threshold
-        return {unit: max(minimum, int((r.detach() > threshold).sum())) for unit, r in self.scores().items()}
+    def alive_counts(self) -> dict[str, int]:
+        """Channels per unit scoring above the threshold, never fewer than one."""
+        return {unit: max(1, int((r.detach() > self.threshold).sum())) for unit, r in self.scores().items()}
 
 
 def alive_cost(layers: list[LayerCost], counts: dict[str, int]) -> float:

@@ -68,7 +68,7 @@ def train_morphnet(
     scores = regularizer.scores()
     alive = regularizer.alive_counts()
     permute_units(network, ranked_channels(scores))
-    sorted_scores = {unit: [round(float(v), 6) for v in regularizer.scores()[unit].detach()] for unit in scores}
+    sorted_scores = {unit: [round(float(v), 6) for v in r.detach()] for unit, r in regularizer.scores().items()}
     summary = {
         "val_acc": curves[-1]["val_acc"],
         "alive_cost_ratio": curves[-1]["alive_cost_ratio"],

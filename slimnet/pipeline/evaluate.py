@@ -19,7 +19,7 @@ from slimnet.deploy.latency_model import LatencyTable, current_device_matches, p
 from slimnet.deploy.measure import Timing, network_latency
 from slimnet.nn.network import Network
 from slimnet.optimizers.trajectory import Trajectory
-from slimnet.pipeline.common import DATA, STAGES, pick_device, read_json, trained_model, write_csv, write_timings
+from slimnet.pipeline.common import DATA, OPTIMIZER_NETWORKS, STAGES, pick_device, read_json, trained_model, write_csv, write_timings
 from slimnet.pipeline.networks import draw_of, trained_states
 from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.ranking import kendall_tau
@@ -149,8 +149,8 @@ def run_evaluate(
     meta = read_json(DATA / "meta.json", "data")
     meta["counts"].update(read_json(DATA / "search" / "meta.json", "project")["counts"])  # search_cost compares both
     trajectory = Trajectory.load(STAGES / "search" / "trajectory.json")
-    trained_by = {"autoslim": "supernet", "morphnet": "morphnet"}[trajectory.method]  # the optimizer's training stage
-    supernet_metrics = read_json(STAGES / trained_by / "metrics.json", trained_by)
+    trained_by = OPTIMIZER_NETWORKS[trajectory.method].parent  # the optimizer's training stage's folder
+    supernet_metrics = read_json(trained_by / "metrics.json", trained_by.name)
     search_metrics = read_json(STAGES / "search" / "metrics.json", "search")
     test_set = load_split(DATA / "full" / "test.pt", device)
     table = LatencyTable.load(STAGES / "latency" / "table.json")

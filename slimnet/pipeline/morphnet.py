@@ -25,8 +25,6 @@ from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.recipe import Recipe
 from slimnet.training.sandwich import build_space, save_not_trained, save_supernet_file
 
-NETWORK = STAGES / "morphnet" / "network.pt"
-
 
 def every_count(space: ChannelSpace) -> ChannelSpace:
     """The space's range with every channel count in it: a threshold keeps any number."""
