@@ -79,6 +79,15 @@ def morphnet(params: Path = PARAMS, device: str = DEVICE) -> None:
 
 @app.command()
 @user_errors
+def dmcp(params: Path = PARAMS, device: str = DEVICE) -> None:
+    """search.method dmcp: train the supernet on with DMCP's Markov chains towards the budgets (a budget change reruns it)."""
+    from slimnet.pipeline.dmcp import command
+
+    command(_load(params), device, relaunch=["dmcp", "--params", str(params), "--device", device])
+
+
+@app.command()
+@user_errors
 def alone(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Diagnostic (diagnostics.alone): the supernet's max and min configurations trained alone, beside its own top-1 for them."""
     from slimnet.pipeline.alone import command

@@ -171,8 +171,20 @@ class MorphNetParams(Recipe):
     warmup_epochs: WarmupEpochs = 0.25
 
 
+class DMCPParams(Recipe):
+    """DMCP's search (search.method: dmcp): the trained supernet trained on, each step followed by
+    an architecture step on the Markov chains' logits towards the budgets' expected cost."""
+
+    epochs: Epochs = 6  # the official run: as many epochs of chains as of plain sandwich training before
+    lr: LearningRate = 0.05
+    warmup_epochs: WarmupEpochs = 0.25
+    samples: Annotated[int, Field(ge=0)] = 2  # random configurations per weight step (sandwich rule)
+    arch_lr: Annotated[float, Field(gt=0, le=10)] = 0.1  # Adam on the chains' logits
+    cost_weight: Annotated[float, Field(gt=0)] = 0.1  # the budget loss's weight beside the task loss (official 0.1)
+
+
 class SearchParams(Section):
-    method: Literal["autoslim", "morphnet"] = "autoslim"
+    method: Literal["autoslim", "morphnet", "dmcp"] = "autoslim"
     flops: Optional[Size] = 6_000_000
     params: Optional[Size] = None
     latency: Optional[Milliseconds] = None  # predicted batch-1 latency on latency.device, in ms
@@ -312,6 +324,7 @@ class Params(Section):
     transfer: TransferParams = TransferParams()
     supernet: SupernetParams = SupernetParams()
     morphnet: MorphNetParams = MorphNetParams()
+    dmcp: DMCPParams = DMCPParams()
     search: SearchParams = SearchParams()
     latency: LatencyParams = LatencyParams()
     extrapolate: ExtrapolateParams = ExtrapolateParams()

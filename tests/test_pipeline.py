@@ -25,6 +25,7 @@ TINY = {
     "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
     "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
     "morphnet": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
+    "dmcp": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
     # 30 of the 60 held-out images: a second sample fits beside them (the stability diagnostic's).
     "search": {"flops": "8M", "eval_images": 30, "batch_size": 128, "floor": 0.0},
     "extrapolate": {"random_draws": [0, 1]},
@@ -296,6 +297,38 @@ def test_morphnet_runs_the_pipeline_and_switching_back_restores_autoslims_output
         log = dvc(project, "repro")
     assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
     assert {stage: out_hashes(project, stage) for stage in stages} == before
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def test_dmcp_searches_for_the_budget_and_a_budget_change_reruns_it(project):
+    """search.method: dmcp trains the supernet on with the Markov chains towards the budget and
+    extrapolate carries DMCP's decided point to it; DMCP's search reads the budget, so a budget
+    change reruns it (and a latency budget stops before any work, in one line)."""
+    set_params(project, {"search": {"method": "dmcp"}})
+    try:
+        # search.method is a param of the supernet stage (MorphNet skips it): DMCP retrains the same supernet.
+        assert set(changed_stages(dvc(project, "status"))) == {"supernet", "morphnet", "dmcp", "search", "extrapolate", "stability"}
+        log = dvc(project, "repro")
+        assert "Running stage 'dmcp'" in log and "Running stage 'project'" not in log, log
+        dmcp = load(project, "stages/dmcp/metrics.json")
+        assert dmcp["enabled"] and dmcp["searched_for"] == {"flops": "8M"}
+        assert dmcp["train_flops"] == dmcp["supernet_train_flops"] + dmcp["dmcp_train_flops"]
+        trajectory = load(project, "stages/search/trajectory.json")
+        assert trajectory["method"] == "dmcp" and len(trajectory["points"]) == 2
+        assert trajectory["points"][1]["channels"] == torch.load(project / "stages/dmcp/network.pt", weights_only=False)["channels"]
+        summary = load(project, "stages/extrapolate/summary.json")
+        assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01 and summary["selected_step"] == 1
+        assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("DMCP step 1")
+        report = load(project, "stages/evaluate/report.json")
+        assert report["search_cost"]["supernet_train_flops"] == dmcp["train_flops"]
+        set_params(project, {"search": {"flops": "6M"}})
+        assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
+        set_params(project, {"search": {"flops": None, "latency": "5ms"}})
+        failed = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
+        assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "search.latency" in failed.stderr, failed.stderr
+    finally:
+        set_params(project, {"search": {"method": "autoslim", "flops": TINY["search"]["flops"], "latency": None}})
+        dvc(project, "repro")
     assert changed_stages(dvc(project, "status")) == []
 
 

@@ -229,12 +229,14 @@ def selected_index(
     costs: Costs,
     stacking: str,
     divisor: int,
-    point_rule: Literal["ratio", "stacked"] = "ratio",
+    point_rule: Literal["ratio", "stacked", "last"] = "ratio",
 ) -> int:
     """Index of the trajectory point the budgets select (see :func:`extrapolate_within`); an
     impossible budget fails naming itself and the range the trajectory covers."""
     if not trajectory:
         raise SlimnetError("the search trajectory is empty: re-run the search stage")
+    if point_rule == "last":  # an optimizer that searched for these budgets (DMCP) decided its point
+        return len(trajectory) - 1
     common = dict(projected=projected_uniform, full=full_uniform, costs=costs, stacking=stacking, divisor=divisor)
     ratios = {b.metric: point_ratios(trajectory, b.metric, **common) for b in budgets}
     full_costs = {b.metric: costs.of_spec(b.metric, full_uniform) for b in budgets}
@@ -254,7 +256,7 @@ def extrapolate_within(
     stacking: str,
     divisor: int,
     tolerance: float,
-    point_rule: Literal["ratio", "stacked"] = "ratio",
+    point_rule: Literal["ratio", "stacked", "last"] = "ratio",
     space: ChannelSpace | None = None,
     random_draws: Sequence[int] = (),
     optimizer: str = "AutoSlim",
@@ -264,7 +266,9 @@ def extrapolate_within(
     ``optimizer`` names the trajectory's optimizer in the optimized network's note.
 
     ``point_rule`` "ratio" takes the first point within every budget's cost ratio; "stacked" the
-    point whose stacked full network at k = 1 comes nearest the budgets (the same without projection).
+    point whose stacked full network at k = 1 comes nearest the budgets (the same without projection);
+    "last" the trajectory's last point, matched to the budgets even without projection (DMCP's
+    decided widths, whose cost is the target's only in expectation).
 
     Each draw is scaled onto the space's choices to the selected point's projected FLOPs, then
     carried over like the point (multipliers, stacking, one factor k) and matched, as the uniform
@@ -284,7 +288,7 @@ def extrapolate_within(
         divisor=divisor,
         point_rule=point_rule,
     )
-    same = _same_network(projected_uniform, full_uniform)
+    same = _same_network(projected_uniform, full_uniform) and point_rule != "last"
     point = trajectory[index]
     base, blueprint = dict(full_uniform.channels), full_uniform.blueprint()
 

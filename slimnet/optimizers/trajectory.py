@@ -28,7 +28,7 @@ class TrajectoryPoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     step: int
-    slimmed: str | None  # the unit shrunk at this step, comma-separated units for MorphNet (None at the start)
+    slimmed: str | None  # the unit shrunk at this step, comma-separated units for MorphNet and DMCP (None at the start)
     flops: int
     params: int
     memory: int
@@ -44,7 +44,7 @@ class TrajectoryPoint(BaseModel):
     margin: float | None = None
 
 
-OPTIMIZERS = {"autoslim": "AutoSlim", "morphnet": "MorphNet"}  # search.method -> its name in notes
+OPTIMIZERS = {"autoslim": "AutoSlim", "morphnet": "MorphNet", "dmcp": "DMCP"}  # search.method -> its name in notes
 
 
 class Trajectory(BaseModel):
@@ -53,7 +53,7 @@ class Trajectory(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     reference: ArchSpec
     points: list[TrajectoryPoint]
-    method: Literal["autoslim", "morphnet"] = "autoslim"  # the width optimizer that wrote it
+    method: Literal["autoslim", "morphnet", "dmcp"] = "autoslim"  # the width optimizer that wrote it
 
     def save(self, path: Path) -> None:
         atomic.write_text(path, self.model_dump_json(indent=2) + "\n")

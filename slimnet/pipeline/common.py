@@ -19,7 +19,9 @@ CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a s
 OPTIMIZER_NETWORKS = {  # the network each search.method's training stage writes, which its search reads
     "autoslim": STAGES / "supernet" / "supernet.pt",
     "morphnet": STAGES / "morphnet" / "network.pt",
+    "dmcp": STAGES / "dmcp" / "network.pt",
 }
+SUPERNET_METHODS = ("autoslim", "dmcp")  # the optimizers that start from the sandwich-trained supernet
 VARIANTS = ("optimized", "uniform", "random")  # what extrapolate writes; train.variants picks the trained ones
 TIMINGS = "timings.json"  # untracked, see write_timings
 
@@ -57,6 +59,17 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     atomic.write_text(path, buffer.getvalue())
+
+
+def write_not_selected(network: Path, method: str) -> dict:
+    """What an optimizer's stage writes when search.method selects another: a network file that
+    holds none (readers say so in one line), an empty curves.csv and ``{"enabled": false}``; the
+    same bytes every time, so switching methods back and forth reruns nothing twice."""
+    record = {"enabled": False}
+    atomic.save_torch(network, {"not_trained": f"search.method is {method}"})
+    write_csv(network.parent / "curves.csv", [])
+    atomic.write_json(network.parent / "metrics.json", record)
+    return record
 
 
 def write_timings(stage_dir: Path, timings: dict) -> None:

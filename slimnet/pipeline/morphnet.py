@@ -17,13 +17,13 @@ from slimnet.datasets.load import load_split
 from slimnet.optimizers.morphnet_penalty import layer_costs
 from slimnet.optimizers.morphnet_training import train_morphnet
 from slimnet.parallel.world import SINGLE, World
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_not_selected, write_timings
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.space.channels import ChannelSpace
 from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.recipe import Recipe
-from slimnet.training.sandwich import build_space, save_not_trained, save_supernet_file
+from slimnet.training.sandwich import build_space, save_supernet_file
 
 
 def every_count(space: ChannelSpace) -> ChannelSpace:
@@ -44,12 +44,7 @@ def run_morphnet(
     sync_bn: bool = False,
 ) -> dict:
     if method != "morphnet":
-        record = {"enabled": False}
-        if world.is_main:
-            save_not_trained(out_dir / "network.pt", method)
-            write_csv(out_dir / "curves.csv", [])
-            atomic.write_json(out_dir / "metrics.json", record)
-        return record
+        return write_not_selected(out_dir / "network.pt", method) if world.is_main else {"enabled": False}
     meta = read_json(DATA / "search" / "meta.json", "project")
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)

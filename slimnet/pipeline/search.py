@@ -17,15 +17,16 @@ from slimnet.console.errors import SlimnetError
 from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
-from slimnet.optimizers.autoslim import Batches, CandidateEvaluator, greedy_slim
+from slimnet.optimizers.autoslim import Batches, CandidateEvaluator, greedy_slim, scored_point
 from slimnet.optimizers.morphnet_sweep import threshold_trajectory
 from slimnet.optimizers.trajectory import Trajectory, TrajectoryPoint
 from slimnet.parallel.world import SINGLE, World
-from slimnet.pipeline.common import CHECKPOINTS, OPTIMIZER_NETWORKS, DATA, STAGES, write_csv, write_timings
+from slimnet.pipeline.common import CHECKPOINTS, DATA, OPTIMIZER_NETWORKS, STAGES, write_csv, write_timings
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.space.flops import cost
+from slimnet.space.spec import ArchSpec
 from slimnet.training.checkpoint import fingerprint
-from slimnet.training.sandwich import load_scores, load_supernet_file
+from slimnet.training.sandwich import load_decided_channels, load_scores, load_supernet_file
 
 SUPERNET = OPTIMIZER_NETWORKS["autoslim"]
 
@@ -48,7 +49,8 @@ def run_search(
     step and writes the bytes an unbroken one would (:class:`SearchCheckpoint`).
 
     With search.method morphnet the trajectory is MorphNet's network read at every threshold
-    (optimizers.morphnet_sweep), from the largest configuration to the same floor."""
+    (optimizers.morphnet_sweep), from the largest configuration to the same floor; with dmcp it
+    is the largest configuration and the one DMCP decided for the budgets (:func:`decided_trajectory`)."""
     supernet_file = OPTIMIZER_NETWORKS[search.method] if supernet_file is None else supernet_file
     network, reference, space = load_supernet_file(supernet_file, device)
     calib_set = load_split(DATA / "search" / "train.pt", device)
@@ -78,7 +80,9 @@ def run_search(
             if world.is_main:
                 checkpoint.save(points, seconds_before + time.perf_counter() - started)
 
-        if search.method == "morphnet":
+        if search.method == "dmcp":
+            points = decided_trajectory(evaluator, load_decided_channels(supernet_file), reference=reference)
+        elif search.method == "morphnet":
             points = threshold_trajectory(
                 evaluator, load_scores(supernet_file), reference=reference, floor_flops=int(search.floor * max_flops), report=report
             )
@@ -120,6 +124,17 @@ def run_search(
     write_timings(out_dir, {"seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(steps, 1), 4)})
     checkpoint.clear()
     return {**metrics, "seconds": round(seconds, 2)}
+
+
+def decided_trajectory(evaluator: CandidateEvaluator, channels: dict[str, int], *, reference: ArchSpec) -> list[TrajectoryPoint]:
+    """DMCP decides one configuration for the budgets: the largest configuration, then it, each
+    scored on the held-out images (extrapolate carries the last point over whatever its cost)."""
+    largest = evaluator.space.maximum
+    first = scored_point(0, None, largest, evaluator.commit(largest), 0, reference=reference)
+    shrunk = ",".join(unit for unit in channels if channels[unit] < largest[unit])
+    decided = scored_point(1, shrunk, channels, evaluator.commit(channels), 1, reference=reference)
+    evaluator.evaluations += 1
+    return [first, decided]
 
 
 class SearchProgress(BaseModel):

@@ -27,7 +27,7 @@ def extrapolate_budgets(
     extrapolate: ExtrapolateParams,
 ) -> dict:
     """extrapolate_within with the pipeline's settings: the random draws from ``space``, every
-    network on one channel grid."""
+    network on one channel grid; DMCP's trajectory ends at the point it decided for the budgets."""
     return extrapolate_within(
         trajectory.points,
         budgets,
@@ -37,7 +37,7 @@ def extrapolate_budgets(
         stacking=extrapolate.stacking,
         divisor=model.divisor,
         tolerance=extrapolate.tolerance,
-        point_rule=extrapolate.point,
+        point_rule="last" if trajectory.method == "dmcp" else extrapolate.point,
         space=space,
         random_draws=extrapolate.random_draws,
         optimizer=OPTIMIZERS[trajectory.method],

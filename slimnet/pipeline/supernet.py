@@ -12,11 +12,20 @@ from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.parallel.world import SINGLE, World
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_timings
+from slimnet.pipeline.common import (
+    CHECKPOINTS,
+    DATA,
+    STAGES,
+    SUPERNET_METHODS,
+    read_json,
+    write_csv,
+    write_not_selected,
+    write_timings,
+)
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.training.checkpoint import Checkpoints
-from slimnet.training.sandwich import build_space, save_not_trained, save_supernet_file, supernet_key, train_supernet
+from slimnet.training.sandwich import build_space, save_supernet_file, supernet_key, train_supernet
 
 
 def run_supernet(
@@ -31,12 +40,8 @@ def run_supernet(
     sync_bn: bool = False,
 ) -> dict:
     """Train the supernet (on every rank of ``world``); rank 0 writes the outputs."""
-    if method != "autoslim":  # another optimizer's stage trains its network: a record saying so
-        record = {"enabled": False}
-        save_not_trained(out_dir / "supernet.pt", method)
-        write_csv(out_dir / "curves.csv", [])
-        atomic.write_json(out_dir / "metrics.json", record)
-        return record
+    if method not in SUPERNET_METHODS:  # MorphNet trains its own network: a record saying so
+        return write_not_selected(out_dir / "supernet.pt", method)
     meta = read_json(DATA / "search" / "meta.json", "project")  # search resolution, classes, channels
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
@@ -79,7 +84,7 @@ def run_supernet(
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet supernet`: on this process or on torchrun's ranks, each running the
     command line ``relaunch``; the main rank prints the summary."""
-    if p.search.method != "autoslim":
+    if p.search.method not in SUPERNET_METHODS:
         print_summary("supernet", run_supernet(p.model, p.transfer, p.supernet, device=torch.device("cpu"), method=p.search.method))
         return
     check_network(p, dataset_resolution())

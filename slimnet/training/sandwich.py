@@ -285,13 +285,6 @@ def save_supernet_file(path: Path, network: Network, reference: ArchSpec, space:
     atomic.save_torch(path, {"model": state, "reference": reference.model_dump(mode="json"), "choices": space.choices, **extra})
 
 
-def save_not_trained(path: Path, method: str) -> None:
-    """What a stage of an optimizer search.method does not select writes in place of its network."""
-    from slimnet import atomic
-
-    atomic.save_torch(path, {"not_trained": f"search.method is {method}"})
-
-
 def load_supernet_file(path: Path, device: torch.device | str = "cpu") -> tuple[Network, ArchSpec, ChannelSpace]:
     if not Path(path).is_file():
         raise SlimnetError(f"{path} not found: run `dvc repro supernet` first")
@@ -311,3 +304,11 @@ def load_scores(path: Path) -> dict[str, list[float]]:
     if "scores" not in blob:
         raise SlimnetError(f"{path} holds no channel scores: it is not a MorphNet network (re-run `dvc repro morphnet`)")
     return blob["scores"]
+
+
+def load_decided_channels(path: Path) -> dict[str, int]:
+    """The widths a DMCP network file holds (its expected channels, rounded to the choices)."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("method") != "dmcp":
+        raise SlimnetError(f"{path} holds no DMCP widths: it is not a DMCP network (re-run `dvc repro dmcp`)")
+    return dict(blob["channels"])

@@ -1,0 +1,162 @@
+"""dmcp stage (search.method: dmcp): the sandwich-trained supernet trained on with DMCP's Markov
+chains towards the budgets, saved in the supernet file format with the widths DMCP derived.
+
+DMCP searches for one target, so this stage reads the budgets: each is mapped onto the projected
+network at the cost ratio extrapolate uses (target over the full uniform network's cost, times
+the projected uniform network's), and a budget change reruns it. With another method it writes
+a record saying so."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from slimnet import atomic
+from slimnet.config import DMCPParams, ModelParams, Params, SearchParams, SupernetParams
+from slimnet.console.errors import SlimnetError
+from slimnet.console.output import print_summary
+from slimnet.console.progress import reporter
+from slimnet.datasets.load import fixed_batches, load_split
+from slimnet.optimizers.budgets import requested, show
+from slimnet.optimizers.dmcp_training import train_dmcp
+from slimnet.parallel.world import SINGLE, World
+from slimnet.pipeline.common import (
+    CHECKPOINTS,
+    DATA,
+    OPTIMIZER_NETWORKS,
+    STAGES,
+    read_json,
+    write_csv,
+    write_not_selected,
+    write_timings,
+)
+from slimnet.pipeline.ranks import stage_processes
+from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
+from slimnet.space.channels import ChannelSpace
+from slimnet.space.flops import cost
+from slimnet.space.spec import ArchSpec
+from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.recipe import Recipe
+from slimnet.training.sandwich import load_supernet_file, save_supernet_file
+
+SUPERNET = OPTIMIZER_NETWORKS["autoslim"]
+COSTS = ("flops", "params", "memory")  # what the expected-cost term computes from the widths
+
+
+def projected_targets(search: SearchParams, full: ArchSpec, projected: ArchSpec, space: ChannelSpace) -> dict[str, float]:
+    """Each budget as a cost of the projected network at the target's ratio to the full uniform
+    network; one line naming the budget where it cannot be expressed or reached."""
+    full_cost, projected_cost = full.cost(), projected.cost()
+    smallest = cost(space.blueprint, space.minimum, projected.resolution)
+    largest = cost(space.blueprint, space.maximum, projected.resolution)
+    targets = {}
+    for budget in requested(search):
+        if budget.metric not in COSTS:
+            raise SlimnetError(
+                f"search.{budget.metric}: DMCP's expected cost covers flops, params and memory (the latency table "
+                "is measured on the full network, not a function of the projected widths): unset it, or use "
+                "search.method autoslim or morphnet for a latency budget"
+            )
+        scale = getattr(full_cost, budget.metric) / getattr(projected_cost, budget.metric)
+        target = budget.target / scale
+        low, high = getattr(smallest, budget.metric), getattr(largest, budget.metric)
+        if not low < target < high:
+            raise SlimnetError(
+                f"search.{budget.metric}: {show(budget.metric, budget.target)} is outside what DMCP's channel space "
+                f"reaches on this network: choose between {show(budget.metric, low * scale, 'up')} and "
+                f"{show(budget.metric, high * scale, 'down')}"
+            )
+        targets[budget.metric] = target
+    return targets
+
+
+def run_dmcp(
+    model: ModelParams,
+    supernet: SupernetParams,
+    dmcp: DMCPParams,
+    search: SearchParams,
+    *,
+    device: torch.device,
+    out_dir: Path = STAGES / "dmcp",
+    world: World = SINGLE,
+) -> dict:
+    if search.method != "dmcp":
+        return write_not_selected(out_dir / "network.pt", search.method) if world.is_main else {"enabled": False}
+    network, reference, space = load_supernet_file(SUPERNET, device)
+    full = full_uniform(model, read_json(DATA / "meta.json", "data"))
+    targets = projected_targets(search, full, reference, space)
+    train_set = load_split(DATA / "search" / "train.pt", device)
+    val_set = load_split(DATA / "search" / "val.pt", device)
+    calib = fixed_batches(train_set, supernet.eval_images, 512, dmcp.seed)
+    evals = world.share_batches(fixed_batches(val_set, supernet.eval_images, 512, dmcp.seed))
+    recipe = Recipe(**dmcp.recipe_fields())
+    key = fingerprint(
+        {
+            "supernet": hashlib.sha256(SUPERNET.read_bytes()).hexdigest(),
+            "choices": space.choices,
+            "recipe": recipe.recipe_fields(),
+            "search": [dmcp.samples, dmcp.arch_lr, dmcp.cost_weight, targets],
+            "train": len(train_set),
+        }
+    )
+    checkpoints = Checkpoints(CHECKPOINTS / "dmcp", key)
+    with reporter(silent=not world.is_main) as report:
+        chains, curves, summary = train_dmcp(
+            network,
+            space,
+            targets,
+            train_set,
+            calib,
+            evals,
+            recipe=recipe,
+            samples=dmcp.samples,
+            resolution=reference.resolution,
+            cost_weight=dmcp.cost_weight,
+            arch_lr=dmcp.arch_lr,
+            checkpoints=checkpoints,
+            device=device,
+            report=report,
+            world=world,
+        )
+    supernet_flops = read_json(SUPERNET.parent / "metrics.json", "supernet")["train_flops"]
+    timings = {"train_seconds": summary.pop("train_seconds")}
+    channels = summary.pop("channels")
+    dmcp_flops = summary.pop("train_flops")
+    metrics = {
+        "enabled": True,
+        # The budgets this search ran for (DMCP's search depends on them; the other optimizers' do not).
+        "searched_for": {b.metric: show(b.metric, b.target) for b in requested(search)},
+        **summary,
+        "dmcp_train_flops": dmcp_flops,
+        "supernet_train_flops": supernet_flops,
+        # What evaluate's search_cost reads: the plain sandwich training and DMCP's phase together.
+        "train_flops": supernet_flops + dmcp_flops,
+        "units": len(space.choices),
+        "train_images": len(train_set),
+    }
+    if world.is_main:
+        marginals = {unit: [round(float(p), 6) for p in values] for unit, values in chains.marginals().items()}
+        save_supernet_file(
+            out_dir / "network.pt", network, reference, space, method="dmcp", channels=channels, marginals=marginals
+        )
+        write_csv(out_dir / "curves.csv", curves)
+        atomic.write_json(out_dir / "metrics.json", metrics)
+        write_timings(out_dir, timings)
+        checkpoints.clear()
+    return {**metrics, **timings}
+
+
+def command(p: Params, device: str, relaunch: list[str]) -> None:
+    """`python -m slimnet dmcp`: on this process or on torchrun's ranks; the main rank prints the summary."""
+    if p.search.method != "dmcp":
+        print_summary("dmcp", run_dmcp(p.model, p.supernet, p.dmcp, p.search, device=torch.device("cpu")))
+        return
+    check_network(p, dataset_resolution())
+    with stage_processes(p.resources, relaunch, device, **{"dmcp.batch_size": p.dmcp.batch_size}) as rank:
+        if rank is not None:
+            world, on = rank
+            summary = run_dmcp(p.model, p.supernet, p.dmcp, p.search, device=on, world=world)
+            if world.is_main:
+                print_summary("dmcp", summary)

@@ -1,0 +1,162 @@
+"""DMCP: keep-probabilities fall along every chain, the expected cost of a decided chain is the
+counted cost, a chain that keeps no group computes the smallest configuration, training pulls
+the expected FLOPs to the target, and a killed training resumes to the same bytes."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from slimnet.console.progress import Reporter
+from slimnet.datasets.load import load_split
+from slimnet.nn.network import Network
+from slimnet.optimizers.dmcp_chains import ChannelScaling, MarkovChains, budget_loss, expected_cost
+from slimnet.optimizers.dmcp_training import train_dmcp
+from slimnet.space.flops import cost
+from slimnet.space.spec import uniform_spec
+from slimnet.training.checkpoint import Checkpoints
+from slimnet.training.recipe import Recipe
+from slimnet.training.sandwich import build_space
+from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, small_resnet_reference, train_small_supernet
+
+
+def mobilenet_space():
+    spec = uniform_spec("mobilenet_v2", 0.35, resolution=16, num_classes=10, in_channels=1, cifar=True)
+    return build_space(spec, min_width=0.15, max_width=1.5, groups=10, divisor=2)
+
+
+def test_keep_probabilities_fall_along_every_chain_and_give_the_expected_channels():
+    space = mobilenet_space()
+    chains = MarkovChains(space.choices)
+    with torch.no_grad():
+        chains.logits.copy_(torch.randn(chains.logits.shape, generator=torch.Generator().manual_seed(0)) * 3)
+    marginals = {unit: p.detach() for unit, p in chains.marginals().items()}
+    assert set(marginals) == {u for u, c in space.choices.items() if len(c) > 1}
+    for unit, p in marginals.items():
+        assert bool((p[1:] <= p[:-1]).all()) and bool((p > 0).all() and (p < 1).all()), unit
+        options = space.choices[unit]
+        by_hand = options[0] + sum(float(p[k]) * (options[k + 1] - options[k]) for k in range(len(options) - 1))
+        assert float(chains.expected_channels()[unit].detach()) == pytest.approx(by_hand, rel=1e-5)
+        mask = chains.masks()[unit]
+        assert len(mask) == options[-1] and bool((mask[: options[0]] == 1).all())
+        assert float(mask[options[-1] - 1]) == pytest.approx(float(p[-1]))
+    drawn = chains.sample(torch.Generator().manual_seed(1))
+    assert space.problems(drawn) is None
+    assert space.problems(chains.expected_config()) is None
+
+
+def test_a_decided_chain_costs_what_its_configuration_counts():
+    space = mobilenet_space()
+    chains = MarkovChains(space.choices)
+    for value, config in ((30.0, space.maximum), (-30.0, space.minimum)):
+        with torch.no_grad():
+            chains.logits.fill_(value)
+        assert chains.expected_config() == config
+        counted = cost(space.blueprint, config, 16)
+        for metric in ("flops", "params", "memory"):
+            expected = float(expected_cost(space.blueprint, chains.expected_channels(), 16, metric))
+            assert expected == pytest.approx(getattr(counted, metric), rel=1e-4), metric
+    # The budget loss pulls a cost below the band up, leaves the band alone and pushes one above down.
+    for ratio, sign in ((0.5, -1), (0.97, 0), (1.3, 1)):
+        x = torch.tensor(ratio * 100.0, requires_grad=True)
+        budget_loss(x, 100.0).backward()
+        assert (float(x.grad) > 0) - (float(x.grad) < 0) == sign, ratio
+
+
+def test_a_chain_that_keeps_no_group_computes_the_smallest_configuration():
+    """Scaled by p = 0 beyond each unit's first choice, the largest configuration is the
+    smallest one (eval-mode BN is per channel, and a zero channel adds nothing downstream)."""
+    reference = small_resnet_reference(14)
+    space = build_space(reference, min_width=0.25, max_width=1.0, groups=4, divisor=2)
+    network = Network(space.blueprint, space.maximum, slimmable=True).eval()
+    chains = MarkovChains(space.choices)
+    x = torch.randn(3, 1, 14, 14, generator=torch.Generator().manual_seed(0))
+    scaling = ChannelScaling(network)
+    with torch.no_grad():
+        full = network(x)
+        scaling.masks = chains.masks()  # every transition 0.5: not the full network
+        assert not torch.allclose(network(x), full)
+        chains.logits.fill_(-float("inf"))
+        scaling.masks = chains.masks()
+        scaled = network(x)
+        scaling.masks = None
+        network.set_channels(space.minimum)
+        smallest = network(x)
+    assert torch.allclose(scaled, smallest, atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return prepare_fashion_slice(tmp_path_factory.mktemp("fashion"), fraction=0.02, search_resolution=12)
+
+
+@pytest.fixture(scope="module")
+def supernet(data_dir, tmp_path_factory, single_thread):
+    return train_small_supernet(data_dir, tmp_path_factory.mktemp("supernet"), epochs=2)
+
+
+def run_dmcp(
+    data_dir, supernet, checkpoint_dir, target_ratio: float, *, epochs: int = 3, on_epoch=None, arch_lr=0.1, cost_weight=0.1
+):
+    trained, space, calib, evals, _, _ = supernet
+    network = Network(space.blueprint, space.maximum, slimmable=True)
+    network.load_state_dict(trained.state_dict())
+    reference = small_resnet_reference(12)
+    target = target_ratio * cost(space.blueprint, space.maximum, reference.resolution).flops
+    chains, curves, summary = train_dmcp(
+        network,
+        space,
+        {"flops": target},
+        load_split(data_dir / "search" / "train.pt"),
+        calib,
+        evals,
+        recipe=Recipe(epochs=epochs, batch_size=64, lr=0.05, warmup_epochs=0.0, seed=0),
+        samples=1,
+        resolution=reference.resolution,
+        cost_weight=cost_weight,
+        arch_lr=arch_lr,
+        checkpoints=Checkpoints(checkpoint_dir, "dmcp"),
+        device=torch.device("cpu"),
+        report=Reporter(None),
+        on_epoch=on_epoch,
+    )
+    return network, chains, curves, summary, space, target
+
+
+@needs_fashion_mnist
+@pytest.mark.slow
+def test_dmcp_pulls_the_expected_flops_to_the_target(data_dir, supernet, tmp_path):
+    network, chains, curves, summary, space, target = run_dmcp(data_dir, supernet, tmp_path, 0.5)
+    # Started at every transition 0.5 (a cost far from the target), it ends within a few percent.
+    assert 0.92 <= summary["expected"]["flops"] / target <= 1.03, curves
+    assert summary["derived"]["flops"] == cost(space.blueprint, summary["channels"], 12).flops
+    assert 0.85 <= summary["derived"]["flops"] / target <= 1.15, summary
+    for unit, p in chains.marginals().items():
+        assert bool((p[1:] <= p[:-1]).all()), unit
+
+
+@needs_fashion_mnist
+@pytest.mark.slow
+def test_a_killed_dmcp_training_resumes_to_the_same_bytes(data_dir, supernet, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def kill(row: dict) -> None:
+        if row["epoch"] == 1:
+            raise Killed
+
+    whole = run_dmcp(data_dir, supernet, tmp_path / "whole", 0.5, epochs=2)
+    with pytest.raises(Killed):
+        run_dmcp(data_dir, supernet, tmp_path / "killed", 0.5, epochs=2, on_epoch=kill)
+    assert torch.load(tmp_path / "killed" / "dmcp.pt", weights_only=False)["epoch"] == 1
+    resumed = run_dmcp(data_dir, supernet, tmp_path / "killed", 0.5, epochs=2)
+
+    def blob(result) -> bytes:
+        network, chains, curves, summary = result[:4]
+        buffer = io.BytesIO()
+        torch.save({"model": network.state_dict(), "chains": chains.state_dict(), "channels": summary["channels"]}, buffer)
+        return buffer.getvalue()
+
+    assert blob(resumed) == blob(whole) and resumed[2] == whole[2]
