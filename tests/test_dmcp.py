@@ -160,3 +160,43 @@ def test_a_killed_dmcp_training_resumes_to_the_same_bytes(data_dir, supernet, tm
         return buffer.getvalue()
 
     assert blob(resumed) == blob(whole) and resumed[2] == whole[2]
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("dmcp:\n  arch_lr: 0\n", "dmcp.arch_lr"),
+        ("dmcp:\n  cost_weight: -1\n", "dmcp.cost_weight"),
+        ("dmcp:\n  samples: -1\n", "dmcp.samples"),
+        ("dmcp:\n  epochs: 2\n  warmup_epochs: 2\n", "dmcp"),
+        ("search:\n  method: dmpc\n", "search.method"),
+    ],
+)
+def test_bad_dmcp_params_stop_before_any_work_in_one_line(tmp_path, text, key):
+    from slimnet.config import load_params
+    from slimnet.console.errors import SlimnetError
+
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(SlimnetError) as caught:
+        load_params(tmp_path / "params.yaml")
+    assert key in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
+def test_a_budget_dmcp_cannot_express_or_reach_stops_naming_it():
+    from slimnet.config import SearchParams
+    from slimnet.console.errors import SlimnetError
+    from slimnet.pipeline.dmcp import projected_targets
+
+    full = uniform_spec("mobilenet_v2", 0.35, resolution=28, num_classes=10, in_channels=1, cifar=True)
+    projected = uniform_spec("mobilenet_v2", 0.35 * 0.7, resolution=16, num_classes=10, in_channels=1, cifar=True)
+    space = build_space(projected, min_width=0.15, max_width=1.5, groups=10, divisor=2)
+    targets = projected_targets(SearchParams(flops=6_000_000, params=150_000), full, projected, space)
+    assert targets["flops"] / projected.cost().flops == pytest.approx(6e6 / full.cost().flops)
+    assert targets["params"] / projected.cost().params == pytest.approx(150e3 / full.cost().params)
+    for search, key in (
+        (SearchParams(flops=None, latency=5.0), "search.latency"),
+        (SearchParams(flops=200_000_000), "search.flops"),
+    ):
+        with pytest.raises(SlimnetError, match=key) as caught:
+            projected_targets(search, full, projected, space)
+        assert "\n" not in str(caught.value)

@@ -248,8 +248,9 @@ def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
     set_params(project, {"search": {"flops": "6M"}})
     try:
         status = dvc(project, "status")  # lists the stages whose own deps changed
-        # stability selects the budget's point too (off: it only rewrites {"enabled": false}).
-        assert changed_stages(status) == ["extrapolate", "stability"] and "search.flops" in status, status
+        # dmcp searches for the budget and stability selects its point: both read it too (not
+        # selected, they only rewrite the same {"enabled": false}, so the search does not rerun).
+        assert changed_stages(status) == ["dmcp", "extrapolate", "stability"] and "search.flops" in status, status
         log = dvc(project, "repro", "extrapolate")
         for stage in upstream[1:]:
             assert f"Stage '{stage}' didn't change, skipping" in log, log
@@ -265,17 +266,28 @@ def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
     assert changed_stages(dvc(project, "status")) == []  # the 8M networks again, byte for byte
 
 
-def test_morphnet_runs_the_pipeline_and_switching_back_restores_autoslims_outputs(project):
-    """search.method: morphnet trains MorphNet's network instead of the supernet and searches it
-    by thresholds; a budget change after it reruns extrapolate onward only; switching back
-    restores every AutoSlim output from DVC's run-cache, byte for byte, without training."""
+def test_morphnet_and_dmcp_run_the_pipeline_and_switching_back_restores_autoslims_outputs(project):
+    """search.method: morphnet trains MorphNet's network instead of the supernet and searches it by
+    thresholds, and a budget change after it reruns extrapolate onward only. dmcp trains the
+    supernet on with the Markov chains towards the budget, extrapolate carries its decided point,
+    and a budget change reruns dmcp (its search reads the budget); a latency budget stops it in one
+    line. Switching back restores every AutoSlim output from DVC's run-cache, byte for byte,
+    without training. (One test: each switch back is a whole repro.)"""
     stages = ("supernet", "search", "extrapolate", "train@optimized-0", "evaluate")
     before = {stage: out_hashes(project, stage) for stage in stages}
     assert load(project, "stages/morphnet/metrics.json") == {"enabled": False}
+    assert load(project, "stages/dmcp/metrics.json") == {"enabled": False}
     set_params(project, {"search": {"method": "morphnet"}})
     try:
         # The optimizers' stages, the search and what reads search.method; not the data or the latency table.
-        assert set(changed_stages(dvc(project, "status"))) == {"supernet", "morphnet", "search", "extrapolate", "stability"}
+        assert set(changed_stages(dvc(project, "status"))) == {
+            "supernet",
+            "morphnet",
+            "dmcp",
+            "search",
+            "extrapolate",
+            "stability",
+        }
         log = dvc(project, "repro")
         assert "Running stage 'morphnet'" in log and "Running stage 'project'" not in log, log
         morphnet = load(project, "stages/morphnet/metrics.json")
@@ -291,31 +303,22 @@ def test_morphnet_runs_the_pipeline_and_switching_back_restores_autoslims_output
         assert report["search_cost"]["supernet_train_flops"] == morphnet["train_flops"]  # the optimizer's training
         assert 10.0 < report["optimized"]["top1"] <= 100.0
         set_params(project, {"search": {"flops": "6M"}})
-        assert changed_stages(dvc(project, "status")) == ["extrapolate", "stability"]  # the search is target-independent
-    finally:
-        set_params(project, {"search": {"method": "autoslim", "flops": TINY["search"]["flops"]}})
-        log = dvc(project, "repro")
-    assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
-    assert {stage: out_hashes(project, stage) for stage in stages} == before
-    assert changed_stages(dvc(project, "status")) == []
+        # The search is target-independent (dmcp and stability only rewrite their records).
+        assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
 
-
-def test_dmcp_searches_for_the_budget_and_a_budget_change_reruns_it(project):
-    """search.method: dmcp trains the supernet on with the Markov chains towards the budget and
-    extrapolate carries DMCP's decided point to it; DMCP's search reads the budget, so a budget
-    change reruns it (and a latency budget stops before any work, in one line)."""
-    set_params(project, {"search": {"method": "dmcp"}})
-    try:
-        # search.method is a param of the supernet stage (MorphNet skips it): DMCP retrains the same supernet.
-        assert set(changed_stages(dvc(project, "status"))) == {"supernet", "morphnet", "dmcp", "search", "extrapolate", "stability"}
+        set_params(project, {"search": {"method": "dmcp", "flops": TINY["search"]["flops"]}})
         log = dvc(project, "repro")
-        assert "Running stage 'dmcp'" in log and "Running stage 'project'" not in log, log
+        assert "Running stage 'dmcp'" in log, log
+        # search.method is a param of the supernet stage (MorphNet skips it): DMCP trains it again, to the same bytes.
+        assert out_hashes(project, "supernet") == before["supernet"]
         dmcp = load(project, "stages/dmcp/metrics.json")
         assert dmcp["enabled"] and dmcp["searched_for"] == {"flops": "8M"}
         assert dmcp["train_flops"] == dmcp["supernet_train_flops"] + dmcp["dmcp_train_flops"]
         trajectory = load(project, "stages/search/trajectory.json")
         assert trajectory["method"] == "dmcp" and len(trajectory["points"]) == 2
-        assert trajectory["points"][1]["channels"] == torch.load(project / "stages/dmcp/network.pt", weights_only=False)["channels"]
+        assert (
+            trajectory["points"][1]["channels"] == torch.load(project / "stages/dmcp/network.pt", weights_only=False)["channels"]
+        )
         summary = load(project, "stages/extrapolate/summary.json")
         assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01 and summary["selected_step"] == 1
         assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("DMCP step 1")
@@ -328,7 +331,9 @@ def test_dmcp_searches_for_the_budget_and_a_budget_change_reruns_it(project):
         assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "search.latency" in failed.stderr, failed.stderr
     finally:
         set_params(project, {"search": {"method": "autoslim", "flops": TINY["search"]["flops"], "latency": None}})
-        dvc(project, "repro")
+        log = dvc(project, "repro")
+    assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
+    assert {stage: out_hashes(project, stage) for stage in stages} == before
     assert changed_stages(dvc(project, "status")) == []
 
 

@@ -1,0 +1,122 @@
+"""Width transfer measured (issue 22): per optimizer, the network its search found on the projected
+problem against the one it found on the full problem itself, both trained with the same seeds,
+and what each search cost, from the experiments' metrics (`dvc exp show --json`).
+
+    python scripts/transfer_table.py --out study/<date>-transfer [--prefix tr-] [--json exp.json] [--rev REV]
+
+The experiments are those whose name starts with ``--prefix``; an experiment is *direct* when its
+`transfer` is the identity (study_table.is_direct), else *projected*. Writes <out>/results.csv
+(one row per optimizer and side), <out>/seeds.csv (every training's top-1) and <out>/table.md:
+top-1 mean ± standard deviation over seeds, projected - direct with a Welch 95% interval, and the
+overhead ratio, direct over projected, of the optimizer's training plus its search's evaluations
+(multiply-accumulates, evaluate's `search_cost`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from study_table import experiments, is_direct, welch  # noqa: E402
+
+NAMES = {"autoslim": "AutoSlim", "morphnet": "MorphNet", "dmcp": "DMCP"}
+
+
+def sides(found: list[tuple[str, dict, dict]], prefix: str) -> dict[str, dict[str, dict]]:
+    """{method: {"projected" | "direct": row}} of the experiments named with ``prefix``."""
+    table: dict[str, dict[str, dict]] = {}
+    for name, params, metrics in found:
+        if not name.startswith(prefix) or "optimized" not in metrics:
+            continue
+        method = (params.get("search") or {}).get("method", "autoslim")
+        cost = metrics.get("search_cost") or {}
+        optimized = metrics["optimized"]
+        row = {
+            "experiment": name,
+            "method": method,
+            "side": "direct" if is_direct(params) else "projected",
+            "target": (params.get("search") or {}).get("flops"),
+            "flops": optimized["flops"],
+            "seeds": metrics.get("seeds", 1),
+            "top1": optimized["top1"],
+            "top1_std": optimized.get("top1_std"),
+            "uniform_top1": (metrics.get("uniform") or {}).get("top1"),
+            "optimizer_gmacs": round((cost.get("supernet_train_flops", 0) + cost.get("search_flops", 0)) / 1e9, 1),
+        }
+        table.setdefault(method, {})[row["side"]] = row
+    return table
+
+
+def seed_rows(shown: list[dict], names: set[str]) -> list[dict]:
+    """Every training's top-1 of the named experiments (their stages/evaluate/seeds.csv, read from
+    each experiment's commit)."""
+    rows = []
+    for entry in shown:
+        for experiment in entry.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                if rev.get("name") not in names:
+                    continue
+                read = subprocess.run(["git", "show", f"{rev['rev']}:stages/evaluate/seeds.csv"], capture_output=True, text=True)
+                rows += [{"experiment": rev["name"], **row} for row in csv.DictReader(read.stdout.splitlines())]
+    return rows
+
+
+def markdown(table: dict[str, dict[str, dict]]) -> str:
+    lines = [
+        "| optimizer | projected top-1 | direct top-1 | projected - direct [95% CI] | optimizer + search, GMACs (projected / direct) | overhead, direct / projected |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, found in table.items():
+        projected, direct = found.get("projected"), found.get("direct")
+        if projected is None or direct is None:
+            continue
+        gain, low, high = welch(projected, direct, projected["seeds"], direct["seeds"])
+        interval = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
+        ratio = direct["optimizer_gmacs"] / max(projected["optimizer_gmacs"], 1e-9)
+        lines.append(
+            f"| {NAMES.get(method, method)} | {projected['top1']:.2f} ± {projected['top1_std'] or 0:.2f} "
+            f"| {direct['top1']:.2f} ± {direct['top1_std'] or 0:.2f} | {gain:+.2f}{interval} "
+            f"| {projected['optimizer_gmacs']:,.1f} / {direct['optimizer_gmacs']:,.1f} | {ratio:.1f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--prefix", default="tr-")
+    parser.add_argument("--json", type=Path, help="a saved `dvc exp show --json` (default: run it)")
+    parser.add_argument("--rev", help="the baseline commit the experiments ran on (default: dvc exp show's)")
+    args = parser.parse_args()
+    if args.json:
+        shown = json.loads(args.json.read_text())
+    else:
+        command = ["dvc", "exp", "show", "--json"] + (["--rev", args.rev] if args.rev else [])
+        shown = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    table = sides(experiments(shown), args.prefix)
+    if not table:
+        sys.exit(f"transfer_table: no experiment named {args.prefix}* with evaluate's metrics")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [row for found in table.values() for row in found.values()]
+    with open(args.out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    seeds = seed_rows(shown, {row["experiment"] for row in rows})
+    if seeds:
+        with open(args.out / "seeds.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(seeds[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(seeds)
+    (args.out / "table.md").write_text(markdown(table))
+    print(markdown(table), end="")
+
+
+if __name__ == "__main__":
+    main()
