@@ -8,8 +8,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
@@ -38,6 +36,8 @@ def write_text(path: Path, text: str) -> None:
 def save_torch(path: Path, obj: Any) -> None:
     """torch.save through an open file: given a path, torch names the archive's top folder after
     the (random) temporary file, so identical content would get new bytes on every run."""
+
+    import torch  # here: the scan stage writes JSON only and starts without torch
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:

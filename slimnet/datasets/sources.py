@@ -7,9 +7,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it is used: the scan stage, on every `dvc repro`, needs none of it
+    from torch import Tensor
 
 from slimnet.console.errors import SlimnetError
 
@@ -73,6 +74,8 @@ def one_line(err: BaseException) -> str:
 
 def read_idx(path: Path) -> Tensor:
     """Parse an idx file (MNIST format: big-endian header, then raw uint8 data)."""
+    import torch
+
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -147,6 +150,7 @@ def cifar_files(source: str, root: Path) -> list[Path] | None:
 
 
 def _load_cifar(source: str, root: Path) -> TensorSource:
+    import torch
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if source == "cifar10" else datasets.CIFAR100
@@ -252,6 +256,7 @@ def list_image_folder(root: Path) -> FolderListing:
 
 def folder_source(listing: FolderListing, exclude: frozenset[str] = frozenset()) -> FolderSource:
     """The (path, label) index of a listing, grouped by class, without the `exclude` paths."""
+    import torch
 
     label_of = {name: label for label, name in enumerate(listing.classes)}
 
