@@ -194,7 +194,7 @@ class DMCPSteps(SandwichSteps):
             self.scaling.masks = None
             for p in self.weights:
                 p.requires_grad_(True)
-        self.cost_loss_sum += float(cost)
+        self.cost_loss_sum += float(cost.detach())
         # forward + backward to the activations ~ 3x the largest configuration's forward (an upper bound)
         self.train_flops += 3 * self.recipe.batch_size * self.config_flops(self.space.maximum)
 
