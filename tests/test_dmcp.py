@@ -11,11 +11,12 @@ import torch
 
 from slimnet.console.progress import Reporter
 from slimnet.datasets.load import load_split
+from slimnet.deploy.latency_model import LatencyTable, TableLayer, _grid, layers_of, predict_spec_ms
 from slimnet.nn.network import Network
-from slimnet.optimizers.dmcp_chains import ChannelScaling, MarkovChains, budget_loss, expected_cost
+from slimnet.optimizers.dmcp_chains import ChannelScaling, CostTerm, MarkovChains, budget_loss, counted_cost, expected_cost
 from slimnet.optimizers.dmcp_training import train_dmcp
 from slimnet.space.flops import cost
-from slimnet.space.spec import uniform_spec
+from slimnet.space.spec import ArchSpec, uniform_spec
 from slimnet.training.checkpoint import Checkpoints
 from slimnet.training.recipe import Recipe
 from slimnet.training.sandwich import build_space
@@ -41,7 +42,7 @@ def test_keep_probabilities_fall_along_every_chain_and_give_the_expected_channel
         assert float(chains.expected_channels()[unit].detach()) == pytest.approx(by_hand, rel=1e-5)
         mask = chains.masks()[unit]
         assert len(mask) == options[-1] and bool((mask[: options[0]] == 1).all())
-        assert float(mask[options[-1] - 1]) == pytest.approx(float(p[-1]))
+        assert float(mask[options[-1] - 1].detach()) == pytest.approx(float(p[-1].detach()))
     drawn = chains.sample(torch.Generator().manual_seed(1))
     assert space.problems(drawn) is None
     assert space.problems(chains.expected_config()) is None
@@ -98,17 +99,34 @@ def supernet(data_dir, tmp_path_factory, single_thread):
 
 
 def run_dmcp(
-    data_dir, supernet, checkpoint_dir, target_ratio: float, *, epochs: int = 3, on_epoch=None, arch_lr=0.1, cost_weight=0.1
+    data_dir,
+    supernet,
+    checkpoint_dir,
+    target_ratio: float,
+    *,
+    epochs: int = 3,
+    on_epoch=None,
+    arch_lr=0.1,
+    cost_weight=0.1,
+    table: LatencyTable | None = None,
 ):
+    """DMCP on the tiny supernet towards ``target_ratio`` of its largest configuration's FLOPs
+    (or, with ``table``, of its predicted latency)."""
     trained, space, calib, evals, _, _ = supernet
     network = Network(space.blueprint, space.maximum, slimmable=True)
     network.load_state_dict(trained.state_dict())
     reference = small_resnet_reference(12)
-    target = target_ratio * cost(space.blueprint, space.maximum, reference.resolution).flops
+    if table is None:
+        of = counted_cost(space.blueprint, reference.resolution, "flops")
+        term = CostTerm("flops", target_ratio * float(of(space.maximum)), of)
+    else:
+        term = _latency_term(table, reference, reference, space)
+        term = CostTerm("latency", target_ratio * float(term.of(space.maximum)), term.of)
+    target = term.target
     chains, curves, summary = train_dmcp(
         network,
         space,
-        {"flops": target},
+        [term],
         load_split(data_dir / "search" / "train.pt"),
         calib,
         evals,
@@ -162,6 +180,91 @@ def test_a_killed_dmcp_training_resumes_to_the_same_bytes(data_dir, supernet, tm
     assert blob(resumed) == blob(whole) and resumed[2] == whole[2]
 
 
+@needs_fashion_mnist
+@pytest.mark.slow
+def test_dmcp_pulls_the_predicted_latency_of_the_carried_network_to_a_latency_budget(data_dir, supernet, tmp_path):
+    table = synthetic_table(small_resnet_reference(12))
+    _, chains, curves, summary, space, target = run_dmcp(data_dir, supernet, tmp_path, 0.6, epochs=2, table=table)
+    assert 0.92 <= summary["expected"]["latency"] / target <= 1.03, curves
+    decided = small_resnet_reference(12).with_channels(summary["channels"])
+    assert summary["derived"]["latency"] == pytest.approx(predict_spec_ms(table, decided), abs=1e-5)
+
+
+def synthetic_table(spec: ArchSpec) -> LatencyTable:
+    """A latency table without timing anything: each layer's ms proportional to its MACs on the
+    width grid (so it grows with every width), plus a fixed overhead."""
+    widths = dict(spec.channels, input=spec.in_channels)
+    blueprint = spec.blueprint()
+    rows = []
+    for layer in layers_of(blueprint, spec.resolution):
+        out_unit = layer.out_unit or blueprint.last_unit
+        couts = _grid(widths[out_unit])
+        if layer.conv is None or layer.depthwise:
+            cins, ms = [], [[1e-4 * c for c in couts]]
+        else:
+            cins = [widths["input"]] if layer.in_unit == "input" else _grid(widths[layer.in_unit])
+            ms = [[1e-6 * ci * co * layer.conv.kernel**2 * layer.size**2 for co in couts] for ci in cins]
+        rows.append(TableLayer(name=layer.name, in_unit=layer.in_unit, out_unit=out_unit, cin=cins, cout=couts, ms=ms))
+    return LatencyTable(
+        device="cpu",
+        device_name="synthetic",
+        threads=1,
+        torch=torch.__version__,
+        arch=spec.arch,
+        depth=tuple(spec.depth),
+        resolution=spec.resolution,
+        in_channels=spec.in_channels,
+        num_classes=spec.num_classes,
+        layers=rows,
+        overhead_ms=0.5,
+        calibration=[],
+    )
+
+
+def _latency_term(table, projected, full, space, stacking="average"):
+    from slimnet.config import SearchParams
+    from slimnet.pipeline.dmcp import cost_terms
+
+    within = 0.8 * predict_spec_ms(table, full)
+    (term,) = cost_terms(SearchParams(flops=None, latency=within), full, projected, space, table=table, stacking=stacking)
+    return term
+
+
+def test_a_latency_budget_is_the_tables_prediction_for_the_full_network_the_widths_carry_to():
+    full = uniform_spec("mobilenet_v2", 0.35, resolution=28, num_classes=10, in_channels=1, cifar=True)
+    projected = uniform_spec(
+        "mobilenet_v2", 0.35 * 0.7, resolution=16, num_classes=10, in_channels=1, cifar=True, depth=(1, 1, 2, 2, 2, 2, 1)
+    )
+    space = build_space(projected, min_width=0.15, max_width=1.5, groups=10, divisor=2)
+    table = synthetic_table(full)
+    term = _latency_term(table, projected, full, space)
+    assert term.metric == "latency" and term.target == pytest.approx(0.8 * predict_spec_ms(table, full))
+    # The projected uniform network carries to the full uniform one: its predicted latency, in ms.
+    assert float(term.of(projected.channels)) == pytest.approx(predict_spec_ms(table, full), rel=1e-6)
+    # A wider projected unit costs more on the full network, and the logits get that gradient.
+    chains = MarkovChains(space.choices)
+    term.of(chains.expected_channels()).backward()
+    assert bool((chains.logits.grad >= 0).all()) and int((chains.logits.grad > 0).sum()) == len(chains.logits)
+
+
+def test_a_latency_budget_outside_the_space_or_without_a_table_stops_naming_it():
+    from slimnet.config import SearchParams
+    from slimnet.console.errors import SlimnetError
+    from slimnet.pipeline.dmcp import cost_terms
+
+    full = uniform_spec("mobilenet_v2", 0.35, resolution=28, num_classes=10, in_channels=1, cifar=True)
+    space = build_space(full, min_width=0.15, max_width=1.5, groups=10, divisor=2)
+    table = synthetic_table(full)
+    for search, given, words in (
+        (SearchParams(flops=None, latency=1000.0), table, "choose between"),
+        (SearchParams(flops=None, latency=0.6), table, "choose between"),
+        (SearchParams(flops=None, latency=5.0), None, "dvc repro latency"),
+    ):
+        with pytest.raises(SlimnetError, match="search.latency") as caught:
+            cost_terms(search, full, full, space, table=given)
+        assert words in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+
+
 @pytest.mark.parametrize(
     "text, key",
     [
@@ -185,18 +288,15 @@ def test_bad_dmcp_params_stop_before_any_work_in_one_line(tmp_path, text, key):
 def test_a_budget_dmcp_cannot_express_or_reach_stops_naming_it():
     from slimnet.config import SearchParams
     from slimnet.console.errors import SlimnetError
-    from slimnet.pipeline.dmcp import projected_targets
+    from slimnet.pipeline.dmcp import cost_terms
 
     full = uniform_spec("mobilenet_v2", 0.35, resolution=28, num_classes=10, in_channels=1, cifar=True)
     projected = uniform_spec("mobilenet_v2", 0.35 * 0.7, resolution=16, num_classes=10, in_channels=1, cifar=True)
     space = build_space(projected, min_width=0.15, max_width=1.5, groups=10, divisor=2)
-    targets = projected_targets(SearchParams(flops=6_000_000, params=150_000), full, projected, space)
-    assert targets["flops"] / projected.cost().flops == pytest.approx(6e6 / full.cost().flops)
-    assert targets["params"] / projected.cost().params == pytest.approx(150e3 / full.cost().params)
-    for search, key in (
-        (SearchParams(flops=None, latency=5.0), "search.latency"),
-        (SearchParams(flops=200_000_000), "search.flops"),
-    ):
-        with pytest.raises(SlimnetError, match=key) as caught:
-            projected_targets(search, full, projected, space)
-        assert "\n" not in str(caught.value)
+    flops, params = cost_terms(SearchParams(flops=6_000_000, params=150_000), full, projected, space)
+    assert flops.target / projected.cost().flops == pytest.approx(6e6 / full.cost().flops)
+    assert params.target / projected.cost().params == pytest.approx(150e3 / full.cost().params)
+    assert float(params.of(space.maximum)) == cost(space.blueprint, space.maximum, 16).params
+    with pytest.raises(SlimnetError, match="search.flops") as caught:
+        cost_terms(SearchParams(flops=200_000_000), full, projected, space)
+    assert "choose between" in str(caught.value) and "\n" not in str(caught.value)

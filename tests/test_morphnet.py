@@ -11,7 +11,14 @@ from slimnet.console.progress import Reporter
 from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.nn.network import Network
 from slimnet.optimizers.autoslim import CandidateEvaluator
-from slimnet.optimizers.morphnet_penalty import Regularizer, alive_cost, layer_costs, permute_units, ranked_channels, unit_batchnorms
+from slimnet.optimizers.morphnet_penalty import (
+    Regularizer,
+    alive_cost,
+    layer_costs,
+    permute_units,
+    ranked_channels,
+    unit_batchnorms,
+)
 from slimnet.optimizers.morphnet_sweep import counts_above, threshold_trajectory
 from slimnet.optimizers.morphnet_training import train_morphnet
 from slimnet.pipeline.morphnet import every_count

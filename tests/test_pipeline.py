@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -270,8 +271,8 @@ def test_morphnet_and_dmcp_run_the_pipeline_and_switching_back_restores_autoslim
     """search.method: morphnet trains MorphNet's network instead of the supernet and searches it by
     thresholds, and a budget change after it reruns extrapolate onward only. dmcp trains the
     supernet on with the Markov chains towards the budget, extrapolate carries its decided point,
-    and a budget change reruns dmcp (its search reads the budget); a latency budget stops it in one
-    line. Switching back restores every AutoSlim output from DVC's run-cache, byte for byte,
+    and a budget change reruns dmcp (its search reads the budget); a latency budget binds through the
+    latency table, one out of reach stops it in one line. Switching back restores every AutoSlim output from DVC's run-cache, byte for byte,
     without training. (One test: each switch back is a whole repro.)"""
     stages = ("supernet", "search", "extrapolate", "train@optimized-0", "evaluate")
     before = {stage: out_hashes(project, stage) for stage in stages}
@@ -326,9 +327,19 @@ def test_morphnet_and_dmcp_run_the_pipeline_and_switching_back_restores_autoslim
         assert report["search_cost"]["supernet_train_flops"] == dmcp["train_flops"]
         set_params(project, {"search": {"flops": "6M"}})
         assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
-        set_params(project, {"search": {"flops": None, "latency": "5ms"}})
+        # A latency budget out of reach stops in one line naming the range; one within it binds
+        # through the latency table (the full network's predicted ms of the carried widths).
+        set_params(project, {"search": {"flops": None, "latency": "5000ms"}})
         failed = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
         assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "search.latency" in failed.stderr, failed.stderr
+        assert load(project, "stages/dmcp/metrics.json") == dmcp  # nothing written
+        low, high = (float(ms) for ms in re.findall(r"choose between ([0-9.]+)ms and ([0-9.]+)ms", failed.stderr)[0])
+        target = round((low + high) / 2, 3)
+        set_params(project, {"search": {"flops": None, "latency": f"{target}ms"}})
+        ran = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr
+        dmcp = load(project, "stages/dmcp/metrics.json")
+        assert dmcp["targets"] == {"latency": pytest.approx(target)} and 0.8 < dmcp["expected"]["latency"] / target < 1.2
     finally:
         set_params(project, {"search": {"method": "autoslim", "flops": TINY["search"]["flops"], "latency": None}})
         log = dvc(project, "repro")

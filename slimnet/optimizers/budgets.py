@@ -20,9 +20,9 @@ the latency table is measured for the full network at its own resolution.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from slimnet.console.errors import SlimnetError
 from slimnet.deploy.latency_model import LatencyTable, predict_ms
@@ -49,6 +49,7 @@ from slimnet.space.spec import ArchSpec
 
 BudgetMetric = Literal["flops", "params", "latency", "memory"]
 METRICS: tuple[BudgetMetric, ...] = ("flops", "params", "latency", "memory")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,17 @@ class Costs:
 
     def of_spec(self, metric: BudgetMetric, spec: ArchSpec) -> float:
         return self.of(metric, spec.blueprint(), spec.channels, spec.resolution)
+
+
+def carried_widths(channels: Mapping[str, T], projected: ArchSpec, full: ArchSpec, stacking: str) -> dict[str, T]:
+    """Widths of the projected network carried to the full one at k = 1, unrounded: each unit's
+    multiplier over the projected uniform network, stacked to the full depth, times the full
+    network's channels. Tensors pass through (DMCP's expected widths stay differentiable)."""
+    if _same_network(projected, full):
+        return dict(channels)
+    multipliers = {u: channels[u] / projected.channels[u] for u in projected.channels}
+    stacked = stack_depth(multipliers, projected.depth, full.depth, full.arch, stacking)  # type: ignore[arg-type]
+    return {u: m * full.channels[u] for u, m in stacked.items()}
 
 
 def _full_channels(point: TrajectoryPoint, projected: ArchSpec, full: ArchSpec, stacking: str, divisor: int) -> dict[str, int]:

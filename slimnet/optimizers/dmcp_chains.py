@@ -7,11 +7,15 @@ every chain by construction. During an architecture step each channel of group k
 p_k (:meth:`MarkovChains.masks`), which makes the task loss differentiable in the logits a; the
 expected channels c_0 + sum_k p_k (c_k - c_{k-1}) give the expected cost (:func:`expected_cost`:
 the counted cost's own formula, space.flops.cost, on the expected widths, so FLOPs, params and
-memory are each exact at a decided chain). The widths DMCP reads off are the expected channels,
-rounded to the nearest choice.
+memory are each exact at a decided chain; a latency budget is the table's prediction for the
+full network the widths carry to, :class:`CostTerm`). The widths DMCP reads off are the expected
+channels, rounded to the nearest choice.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -96,6 +100,24 @@ def expected_cost(blueprint: Blueprint, expected: dict[str, torch.Tensor | float
     """``metric`` (flops, params or memory) of the expected widths, differentiable in the logits:
     the counted cost's formula is a sum of products of widths, so it takes tensors as they are."""
     return torch.as_tensor(getattr(cost(blueprint, expected, resolution), metric))
+
+
+Widths = Mapping[str, "torch.Tensor | float"]
+
+
+@dataclass(frozen=True)
+class CostTerm:
+    """One budget as DMCP's cost term: ``of`` maps widths (expected ones, tensors, or a decided
+    configuration) to the cost, differentiably; ``target`` is what the budget loss pulls it to."""
+
+    metric: str
+    target: float
+    of: Callable[[Widths], torch.Tensor]
+
+
+def counted_cost(blueprint: Blueprint, resolution: int, metric: str) -> Callable[[Widths], torch.Tensor]:
+    """The cost model's own ``metric`` (flops, params or memory) of the widths."""
+    return lambda widths: expected_cost(blueprint, dict(widths), resolution, metric)
 
 
 def budget_loss(expected: torch.Tensor, target: float, band: float = 0.95) -> torch.Tensor:

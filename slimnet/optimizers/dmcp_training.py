@@ -9,7 +9,8 @@ step is a weight step and then an architecture step.
 - Architecture step: the largest configuration, each unit's channels scaled by their marginal
   keep-probabilities (dmcp_chains.ChannelScaling), on the same batch; the task loss plus
   ``cost_weight`` times the piecewise-log budget loss of the expected cost, one per budget
-  (FLOPs, params, memory of the projected network); a step on the chain logits alone.
+  (FLOPs, params, memory of the projected network; latency predicted for the full network the
+  widths carry to); a step on the chain logits alone.
 
 Resumable like every training (training.loop): the chains, their optimizer and the step count
 ride in the checkpoint.
@@ -25,10 +26,9 @@ import torch.nn.functional as F
 
 from slimnet.console.progress import Reporter
 from slimnet.nn.network import Network
-from slimnet.optimizers.dmcp_chains import ChannelScaling, MarkovChains, budget_loss, expected_cost
+from slimnet.optimizers.dmcp_chains import ChannelScaling, CostTerm, MarkovChains, budget_loss
 from slimnet.parallel.world import SINGLE, World
 from slimnet.space.channels import ChannelSpace
-from slimnet.space.flops import cost
 from slimnet.training.checkpoint import Checkpoints
 from slimnet.training.distributed import GradientReducer, loss_share
 from slimnet.training.loop import Loop
@@ -69,7 +69,7 @@ class ChainSampler:
 def train_dmcp(
     network: Network,
     space: ChannelSpace,
-    targets: dict[str, float],
+    terms: list[CostTerm],
     train_set,
     calib_batches: list[tuple[torch.Tensor, torch.Tensor]],
     eval_batches: list[tuple[torch.Tensor, torch.Tensor]],
@@ -85,9 +85,8 @@ def train_dmcp(
     world: World = SINGLE,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[MarkovChains, list[dict], dict]:
-    """Train the supernet ``network`` (in place) and the chains towards ``targets`` (metric ->
-    the projected network's flops, params or memory); returns the chains, the curves and a
-    summary with the derived configuration and its costs."""
+    """Train the supernet ``network`` (in place) and the chains towards every budget's ``terms``;
+    returns the chains, the curves and a summary with the derived configuration and its costs."""
     torch.manual_seed(recipe.seed)
     chains = MarkovChains(space.choices).to(device)
     loop = Loop(network, train_set, recipe=recipe, checkpoints=checkpoints, report=report, name="dmcp", world=world)
@@ -104,19 +103,18 @@ def train_dmcp(
         device=device,
         world=world,
         chains=chains,
-        targets=targets,
+        terms=terms,
         cost_weight=cost_weight,
         arch_lr=arch_lr,
     )
     curves, seconds = loop.run(steps, on_epoch)
     steps.scaling.remove()
     config = chains.expected_config()
-    derived = cost(space.blueprint, config, resolution)
     summary = {
         "channels": config,
-        "targets": {metric: round(value, 1) for metric, value in targets.items()},
-        "expected": {metric: round(float(steps.expected(metric)), 1) for metric in targets},
-        "derived": {metric: getattr(derived, metric) for metric in targets},
+        "targets": {t.metric: _rounded(t.metric, t.target) for t in terms},
+        "expected": {t.metric: _rounded(t.metric, float(steps.expected(t))) for t in terms},
+        "derived": {t.metric: _rounded(t.metric, float(t.of(config)), exact=True) for t in terms},
         "max_acc": curves[-1]["max_acc"],
         "min_acc": curves[-1]["min_acc"],
         "train_flops": steps.train_flops,
@@ -126,6 +124,13 @@ def train_dmcp(
     return chains, curves, summary
 
 
+def _rounded(metric: str, value: float, exact: bool = False) -> float | int:
+    """Counts to one decimal (a decided configuration's: whole), milliseconds to 10 ns."""
+    if metric == "latency":
+        return round(value, 5)
+    return round(value) if exact else round(value, 1)
+
+
 class DMCPSteps(SandwichSteps):
     """A sandwich weight step, then an architecture step on the same batch (module docstring)."""
 
@@ -133,13 +138,13 @@ class DMCPSteps(SandwichSteps):
         self,
         *args,
         chains: MarkovChains,
-        targets: dict[str, float],
+        terms: list[CostTerm],
         cost_weight: float,
         arch_lr: float,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.chains, self.targets, self.cost_weight = chains, targets, cost_weight
+        self.chains, self.terms, self.cost_weight = chains, terms, cost_weight
         self.total_steps = self.recipe.epochs * self.steps_per_epoch
         self.step_index = 0
         self.scaling = ChannelScaling(self.network)
@@ -181,10 +186,7 @@ class DMCPSteps(SandwichSteps):
                 logits = self.network(images)
             task = F.cross_entropy(logits.float(), labels, label_smoothing=self.recipe.label_smoothing)
             expected = self.chains.expected_channels()
-            cost = self.cost_weight * sum(
-                budget_loss(expected_cost(self.space.blueprint, expected, self.resolution, metric), target)
-                for metric, target in self.targets.items()
-            )
+            cost = self.cost_weight * sum(budget_loss(term.of(expected), term.target) for term in self.terms)
             share = loss_share(len(labels), self.recipe.batch_size)
             self.arch_optimizer.zero_grad(set_to_none=True)
             ((task + cost) * share if share != 1.0 else task + cost).backward()
@@ -199,19 +201,19 @@ class DMCPSteps(SandwichSteps):
         self.train_flops += 3 * self.recipe.batch_size * self.config_flops(self.space.maximum)
 
     @torch.no_grad()
-    def expected(self, metric: str) -> torch.Tensor:
-        return expected_cost(self.space.blueprint, self.chains.expected_channels(), self.resolution, metric)
+    def expected(self, term: CostTerm) -> torch.Tensor:
+        return term.of(self.chains.expected_channels())
 
     def record(self, epoch: int, evaluation) -> tuple[dict, str]:
         row, text = super().record(epoch, evaluation)
-        derived = cost(self.space.blueprint, self.chains.expected_config(), self.resolution)
+        config = self.chains.expected_config()
         row = {**row, "cost_loss": round(self.cost_loss_sum / self.steps_per_epoch, 5)}
-        for metric, target in self.targets.items():
-            row[f"expected_{metric}_ratio"] = round(float(self.expected(metric)) / target, 4)
-            row[f"derived_{metric}_ratio"] = round(getattr(derived, metric) / target, 4)
+        for term in self.terms:
+            row[f"expected_{term.metric}_ratio"] = round(float(self.expected(term)) / term.target, 4)
+            row[f"derived_{term.metric}_ratio"] = round(float(term.of(config)) / term.target, 4)
         shown = ", ".join(
             f"expected {m} {100 * row[f'expected_{m}_ratio']:.1f}% of the target (derived widths "
             f"{100 * row[f'derived_{m}_ratio']:.1f}%)"
-            for m in self.targets
+            for m in (term.metric for term in self.terms)
         )
         return row, f"{text}, {shown}"

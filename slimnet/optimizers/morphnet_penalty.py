@@ -96,9 +96,7 @@ class Regularizer:
 
     def scores(self) -> dict[str, torch.Tensor]:
         """r per unit: each channel's largest |gamma| over the unit's BN layers."""
-        return {
-            unit: torch.stack([bn.weight.abs() for bn in layers]).amax(dim=0) for unit, layers in self.batchnorms.items()
-        }
+        return {unit: torch.stack([bn.weight.abs() for bn in layers]).amax(dim=0) for unit, layers in self.batchnorms.items()}
 
     def penalty(self) -> torch.Tensor:
         scores = self.scores()

@@ -74,7 +74,11 @@ def train_morphnet(
         "alive_cost_ratio": curves[-1]["alive_cost_ratio"],
         "alive": alive,
         # forward + backward ~ 3x the forward multiply-accumulates, one network per image
-        "train_flops": 3 * recipe.epochs * loop.steps_per_epoch * recipe.batch_size * count_flops(space.blueprint, space.maximum, resolution),
+        "train_flops": 3
+        * recipe.epochs
+        * loop.steps_per_epoch
+        * recipe.batch_size
+        * count_flops(space.blueprint, space.maximum, resolution),
         "train_seconds": round(seconds, 2),
     }
     return network, sorted_scores, curves, summary

@@ -1,25 +1,28 @@
 """dmcp stage (search.method: dmcp): the sandwich-trained supernet trained on with DMCP's Markov
 chains towards the budgets, saved in the supernet file format with the widths DMCP derived.
 
-DMCP searches for one target, so this stage reads the budgets: each is mapped onto the projected
-network at the cost ratio extrapolate uses (target over the full uniform network's cost, times
-the projected uniform network's), and a budget change reruns it. With another method it writes
-a record saying so."""
+DMCP searches for one target, so this stage reads the budgets, and a budget change reruns it.
+FLOPs, params and memory are mapped onto the projected network at the cost ratio extrapolate
+uses (target over the full uniform network's cost, times the projected uniform network's); a
+latency budget stays in milliseconds, against the latency table's prediction for the full
+network the projected widths carry to (the table is measured on the full network only). With
+another method it writes a record saying so."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from slimnet import atomic
-from slimnet.config import DMCPParams, ModelParams, Params, SearchParams, SupernetParams
+from slimnet.config import DMCPParams, ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams
 from slimnet.console.errors import SlimnetError
 from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
-from slimnet.optimizers.budgets import requested, show
+from slimnet.deploy.latency_model import LatencyTable, predict_ms
+from slimnet.optimizers.budgets import carried_widths, requested, show
+from slimnet.optimizers.dmcp_chains import CostTerm, counted_cost
 from slimnet.optimizers.dmcp_training import train_dmcp
 from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import (
@@ -35,41 +38,53 @@ from slimnet.pipeline.common import (
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 from slimnet.space.channels import ChannelSpace
-from slimnet.space.flops import cost
 from slimnet.space.spec import ArchSpec
-from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.checkpoint import Checkpoints, file_sha256, fingerprint
 from slimnet.training.recipe import Recipe
 from slimnet.training.sandwich import load_supernet_file, save_supernet_file
 
 SUPERNET = OPTIMIZER_NETWORKS["autoslim"]
-COSTS = ("flops", "params", "memory")  # what the expected-cost term computes from the widths
 
 
-def projected_targets(search: SearchParams, full: ArchSpec, projected: ArchSpec, space: ChannelSpace) -> dict[str, float]:
-    """Each budget as a cost of the projected network at the target's ratio to the full uniform
-    network; one line naming the budget where it cannot be expressed or reached."""
+def cost_terms(
+    search: SearchParams,
+    full: ArchSpec,
+    projected: ArchSpec,
+    space: ChannelSpace,
+    *,
+    table: LatencyTable | None = None,
+    stacking: str = "average",
+) -> list[CostTerm]:
+    """Every budget as DMCP's cost term (module docstring); one line naming the budget where it
+    cannot be reached from the channel space."""
     full_cost, projected_cost = full.cost(), projected.cost()
-    smallest = cost(space.blueprint, space.minimum, projected.resolution)
-    largest = cost(space.blueprint, space.maximum, projected.resolution)
-    targets = {}
+    terms = []
     for budget in requested(search):
-        if budget.metric not in COSTS:
-            raise SlimnetError(
-                f"search.{budget.metric}: DMCP's expected cost covers flops, params and memory (the latency table "
-                "is measured on the full network, not a function of the projected widths): unset it, or use "
-                "search.method autoslim or morphnet for a latency budget"
-            )
-        scale = getattr(full_cost, budget.metric) / getattr(projected_cost, budget.metric)
-        target = budget.target / scale
-        low, high = getattr(smallest, budget.metric), getattr(largest, budget.metric)
-        if not low < target < high:
+        if budget.metric == "latency":
+            if table is None:
+                raise SlimnetError("search.latency needs the latency table: run `dvc repro latency`")
+            term = CostTerm("latency", budget.target, _carried_latency(table, projected, full, stacking))
+            scale = 1.0
+        else:
+            scale = getattr(full_cost, budget.metric) / getattr(projected_cost, budget.metric)
+            of = counted_cost(space.blueprint, projected.resolution, budget.metric)
+            term = CostTerm(budget.metric, budget.target / scale, of)
+        low, high = float(term.of(space.minimum)), float(term.of(space.maximum))
+        if not low < term.target < high:
             raise SlimnetError(
                 f"search.{budget.metric}: {show(budget.metric, budget.target)} is outside what DMCP's channel space "
                 f"reaches on this network: choose between {show(budget.metric, low * scale, 'up')} and "
                 f"{show(budget.metric, high * scale, 'down')}"
             )
-        targets[budget.metric] = target
-    return targets
+        terms.append(term)
+    return terms
+
+
+def _carried_latency(table: LatencyTable, projected: ArchSpec, full: ArchSpec, stacking: str):
+    blueprint = full.blueprint()
+    return lambda widths: torch.as_tensor(
+        predict_ms(table, blueprint, carried_widths(widths, projected, full, stacking), full.resolution)
+    )
 
 
 def run_dmcp(
@@ -77,6 +92,7 @@ def run_dmcp(
     supernet: SupernetParams,
     dmcp: DMCPParams,
     search: SearchParams,
+    extrapolate: ExtrapolateParams,
     *,
     device: torch.device,
     out_dir: Path = STAGES / "dmcp",
@@ -86,7 +102,8 @@ def run_dmcp(
         return write_not_selected(out_dir / "network.pt", search.method) if world.is_main else {"enabled": False}
     network, reference, space = load_supernet_file(SUPERNET, device)
     full = full_uniform(model, read_json(DATA / "meta.json", "data"))
-    targets = projected_targets(search, full, reference, space)
+    table = LatencyTable.load(STAGES / "latency" / "table.json") if search.latency is not None else None
+    terms = cost_terms(search, full, reference, space, table=table, stacking=extrapolate.stacking)
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
     calib = fixed_batches(train_set, supernet.eval_images, 512, dmcp.seed)
@@ -94,10 +111,10 @@ def run_dmcp(
     recipe = Recipe(**dmcp.recipe_fields())
     key = fingerprint(
         {
-            "supernet": hashlib.sha256(SUPERNET.read_bytes()).hexdigest(),
+            "supernet": file_sha256(SUPERNET),
             "choices": space.choices,
             "recipe": recipe.recipe_fields(),
-            "search": [dmcp.samples, dmcp.arch_lr, dmcp.cost_weight, targets],
+            "search": [dmcp.samples, dmcp.arch_lr, dmcp.cost_weight, {t.metric: t.target for t in terms}],
             "train": len(train_set),
         }
     )
@@ -106,7 +123,7 @@ def run_dmcp(
         chains, curves, summary = train_dmcp(
             network,
             space,
-            targets,
+            terms,
             train_set,
             calib,
             evals,
@@ -137,7 +154,7 @@ def run_dmcp(
         "train_images": len(train_set),
     }
     if world.is_main:
-        marginals = {unit: [round(float(p), 6) for p in values] for unit, values in chains.marginals().items()}
+        marginals = {unit: [round(float(p), 6) for p in values.detach()] for unit, values in chains.marginals().items()}
         save_supernet_file(
             out_dir / "network.pt", network, reference, space, method="dmcp", channels=channels, marginals=marginals
         )
@@ -151,12 +168,12 @@ def run_dmcp(
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet dmcp`: on this process or on torchrun's ranks; the main rank prints the summary."""
     if p.search.method != "dmcp":
-        print_summary("dmcp", run_dmcp(p.model, p.supernet, p.dmcp, p.search, device=torch.device("cpu")))
+        print_summary("dmcp", run_dmcp(p.model, p.supernet, p.dmcp, p.search, p.extrapolate, device=torch.device("cpu")))
         return
     check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"dmcp.batch_size": p.dmcp.batch_size}) as rank:
         if rank is not None:
             world, on = rank
-            summary = run_dmcp(p.model, p.supernet, p.dmcp, p.search, device=on, world=world)
+            summary = run_dmcp(p.model, p.supernet, p.dmcp, p.search, p.extrapolate, device=on, world=world)
             if world.is_main:
                 print_summary("dmcp", summary)

@@ -25,7 +25,7 @@ from slimnet.pipeline.common import CHECKPOINTS, DATA, OPTIMIZER_NETWORKS, STAGE
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.space.flops import cost
 from slimnet.space.spec import ArchSpec
-from slimnet.training.checkpoint import fingerprint
+from slimnet.training.checkpoint import file_sha256, fingerprint
 from slimnet.training.sandwich import load_decided_channels, load_scores, load_supernet_file
 
 SUPERNET = OPTIMIZER_NETWORKS["autoslim"]
@@ -84,7 +84,11 @@ def run_search(
             points = decided_trajectory(evaluator, load_decided_channels(supernet_file), reference=reference)
         elif search.method == "morphnet":
             points = threshold_trajectory(
-                evaluator, load_scores(supernet_file), reference=reference, floor_flops=int(search.floor * max_flops), report=report
+                evaluator,
+                load_scores(supernet_file),
+                reference=reference,
+                floor_flops=int(search.floor * max_flops),
+                report=report,
             )
         else:
             points = greedy_slim(
@@ -200,20 +204,12 @@ def search_key(supernet: Path, search: SearchParams, calib: Batches, evals: Batc
     (not the budgets, which only extrapolate reads) and the calibration and held-out images."""
     return fingerprint(
         {
-            "supernet": _sha256_file(supernet),
+            "supernet": file_sha256(supernet),
             "search": search.model_dump(mode="json", exclude=set(BUDGET_KEYS)),
             "calib": _sha256_batches(calib),
             "evals": _sha256_batches(evals),
         }
     )
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _sha256_batches(batches: Batches) -> str:

@@ -48,6 +48,15 @@ class Checkpoints:
         self.path.unlink(missing_ok=True)
 
 
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in 1 MiB blocks (a checkpoint key's input, e.g. the supernet file)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def rng_state() -> dict:
     """Global RNG state (dropout draws from it), so a resumed run continues the same stream."""
     state = {"cpu": torch.get_rng_state()}
