@@ -2,7 +2,7 @@
 problem against the one it found on the full problem itself, both trained with the same seeds,
 and what each search cost, from the experiments' metrics (`dvc exp show --json`).
 
-    python scripts/transfer_table.py --out study/<date>-transfer [--prefix tr-] [--json exp.json] [--rev REV]
+    python scripts/transfer_table.py --out study/<date>-transfer [--prefix tr-] [--json exp.json] [--rev REV ...]
 
 The experiments are those whose name starts with ``--prefix``; an experiment is *direct* when its
 `transfer` is the identity (study_table.is_direct), else *projected*. Writes <out>/results.csv
@@ -92,13 +92,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--prefix", default="tr-")
     parser.add_argument("--json", type=Path, help="a saved `dvc exp show --json` (default: run it)")
-    parser.add_argument("--rev", help="the baseline commit the experiments ran on (default: dvc exp show's)")
+    parser.add_argument(
+        "--rev", action="append", help="a baseline commit the experiments ran on, repeatable (default: dvc exp show's)"
+    )
     args = parser.parse_args()
     if args.json:
         shown = json.loads(args.json.read_text())
     else:
-        command = ["dvc", "exp", "show", "--json"] + (["--rev", args.rev] if args.rev else [])
-        shown = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        shown = []
+        for rev in args.rev or [None]:
+            command = ["dvc", "exp", "show", "--json"] + (["--rev", rev] if rev else [])
+            shown += json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     table = sides(experiments(shown), args.prefix)
     if not table:
         sys.exit(f"transfer_table: no experiment named {args.prefix}* with evaluate's metrics")
