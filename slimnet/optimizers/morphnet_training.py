@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from slimnet.console.progress import Reporter
 from slimnet.nn.network import Network
@@ -18,7 +17,7 @@ from slimnet.parallel.world import SINGLE, World
 from slimnet.space.channels import ChannelSpace
 from slimnet.space.flops import flops as count_flops
 from slimnet.training.checkpoint import Checkpoints
-from slimnet.training.distributed import GradientReducer, loss_share
+from slimnet.training.distributed import GradientReducer
 from slimnet.training.loop import Loop
 from slimnet.training.recipe import Recipe
 from slimnet.training.scratch import PlainSteps
@@ -85,7 +84,7 @@ def train_morphnet(
 
 
 class MorphNetSteps(PlainSteps):
-    """A plain step whose loss adds the weighted penalty (once over the ranks: each adds its share)."""
+    """A plain step whose loss adds the weighted penalty (each rank adds its share, so once over the ranks)."""
 
     def __init__(self, *args, regularizer: Regularizer, weight: float, full_cost: float, **kwargs):
         super().__init__(*args, **kwargs)
@@ -95,19 +94,10 @@ class MorphNetSteps(PlainSteps):
         super().begin_epoch()
         self.penalty_sum = torch.zeros((), device=self.device)
 
-    def step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(x)
-        share = loss_share(len(y), self.recipe.batch_size)
-        task = F.cross_entropy(logits.float(), y, label_smoothing=self.recipe.label_smoothing)
+    def extra_loss(self) -> torch.Tensor:
         penalty = self.weight * self.regularizer.penalty()
-        loss = (task + penalty) * share if share != 1.0 else task + penalty
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        (step_loss,) = self.reducer.reduce(task.detach() * share)
-        optimizer.step()
-        self.loss_sum += step_loss
         self.penalty_sum += penalty.detach()
+        return penalty
 
     def record(self, epoch: int, evaluation: tuple[float, float]) -> tuple[dict, str]:
         row, text = super().record(epoch, evaluation)

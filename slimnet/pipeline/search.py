@@ -26,7 +26,7 @@ from slimnet.pipeline.ranks import stage_processes
 from slimnet.space.flops import cost
 from slimnet.space.spec import ArchSpec
 from slimnet.training.checkpoint import file_sha256, fingerprint
-from slimnet.training.sandwich import load_decided_channels, load_scores, load_supernet_file
+from slimnet.training.sandwich import load_decided_channels, load_scores, load_supernet_file, read_network_file
 
 SUPERNET = OPTIMIZER_NETWORKS["autoslim"]
 
@@ -52,7 +52,8 @@ def run_search(
     (optimizers.morphnet_sweep), from the largest configuration to the same floor; with dmcp it
     is the largest configuration and the one DMCP decided for the budgets (:func:`decided_trajectory`)."""
     supernet_file = OPTIMIZER_NETWORKS[search.method] if supernet_file is None else supernet_file
-    network, reference, space = load_supernet_file(supernet_file, device)
+    blob = read_network_file(supernet_file)
+    network, reference, space = load_supernet_file(supernet_file, device, blob)
     calib_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
     calib = fixed_batches(calib_set, search.calib_images, search.batch_size, search.seed)
@@ -81,11 +82,11 @@ def run_search(
                 checkpoint.save(points, seconds_before + time.perf_counter() - started)
 
         if search.method == "dmcp":
-            points = decided_trajectory(evaluator, load_decided_channels(supernet_file), reference=reference)
+            points = decided_trajectory(evaluator, load_decided_channels(supernet_file, blob), reference=reference)
         elif search.method == "morphnet":
             points = threshold_trajectory(
                 evaluator,
-                load_scores(supernet_file),
+                load_scores(supernet_file, blob),
                 reference=reference,
                 floor_flops=int(search.floor * max_flops),
                 report=report,

@@ -285,10 +285,18 @@ def save_supernet_file(path: Path, network: Network, reference: ArchSpec, space:
     atomic.save_torch(path, {"model": state, "reference": reference.model_dump(mode="json"), "choices": space.choices, **extra})
 
 
-def load_supernet_file(path: Path, device: torch.device | str = "cpu") -> tuple[Network, ArchSpec, ChannelSpace]:
+def read_network_file(path: Path) -> dict:
+    """The saved file of an optimizer's network (supernet, MorphNet's or DMCP's), read once."""
     if not Path(path).is_file():
         raise SlimnetError(f"{path} not found: run `dvc repro supernet` first")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_supernet_file(
+    path: Path, device: torch.device | str = "cpu", blob: dict | None = None
+) -> tuple[Network, ArchSpec, ChannelSpace]:
+    """The network a file holds (``blob``: the file already read), its reference and channel space."""
+    blob = read_network_file(path) if blob is None else blob
     if "not_trained" in blob:
         raise SlimnetError(f"{path} holds no network ({blob['not_trained']}): read the selected optimizer's network instead")
     reference = ArchSpec.model_validate(blob["reference"])
@@ -298,17 +306,15 @@ def load_supernet_file(path: Path, device: torch.device | str = "cpu") -> tuple[
     return network.to(device, memory_format=torch.channels_last).eval(), reference, space
 
 
-def load_scores(path: Path) -> dict[str, list[float]]:
+def load_scores(path: Path, blob: dict) -> dict[str, list[float]]:
     """The per-channel scores a MorphNet network file holds (each unit's, highest first)."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
     if "scores" not in blob:
         raise SlimnetError(f"{path} holds no channel scores: it is not a MorphNet network (re-run `dvc repro morphnet`)")
     return blob["scores"]
 
 
-def load_decided_channels(path: Path) -> dict[str, int]:
+def load_decided_channels(path: Path, blob: dict) -> dict[str, int]:
     """The widths a DMCP network file holds (its expected channels, rounded to the choices)."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
     if blob.get("method") != "dmcp":
         raise SlimnetError(f"{path} holds no DMCP widths: it is not a DMCP network (re-run `dvc repro dmcp`)")
     return dict(blob["channels"])

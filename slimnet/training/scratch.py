@@ -71,15 +71,21 @@ class PlainSteps(Steps):
     def step(self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.recipe.label_smoothing)
+        task = F.cross_entropy(logits.float(), y, label_smoothing=self.recipe.label_smoothing)
+        extra = self.extra_loss()
+        loss = task if extra is None else task + extra
         share = loss_share(len(y), self.recipe.batch_size)
         if share != 1.0:
-            loss = loss * share  # the ranks' shares add up to the global batch's mean
+            loss, task = loss * share, task * share  # the ranks' shares add up to the global batch's mean
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        (step_loss,) = self.reducer.reduce(loss.detach())
+        (step_loss,) = self.reducer.reduce(task.detach())  # the curves' loss: the task's alone
         optimizer.step()
         self.loss_sum += step_loss  # no host sync inside the step
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """A term added to the task loss once per step (a subclass's regularizer; plain training: none)."""
+        return None
 
     def evaluate(self) -> tuple[float, float]:
         # A fixed random subset: image folders are stored class by class.
