@@ -14,7 +14,7 @@ from slimnet.datasets.load import load_split
 from slimnet.deploy.latency_model import LatencyTable, TableLayer, _grid, layers_of, predict_spec_ms
 from slimnet.nn.network import Network
 from slimnet.optimizers.dmcp_chains import ChannelScaling, CostTerm, MarkovChains, budget_loss, counted_cost, expected_cost
-from slimnet.optimizers.dmcp_training import train_dmcp
+from slimnet.optimizers.dmcp_training import train_dmcp, unconverged
 from slimnet.space.flops import cost
 from slimnet.space.spec import ArchSpec, uniform_spec
 from slimnet.training.checkpoint import Checkpoints
@@ -149,6 +149,8 @@ def test_dmcp_pulls_the_expected_flops_to_the_target(data_dir, supernet, tmp_pat
     network, chains, curves, summary, space, target = run_dmcp(data_dir, supernet, tmp_path, 0.5)
     # Started at every transition 0.5 (a cost far from the target), it ends within a few percent.
     assert 0.92 <= summary["expected"]["flops"] / target <= 1.03, curves
+    assert summary["reached"]["flops"] == pytest.approx(summary["expected"]["flops"] / target, abs=1e-4)
+    assert unconverged(summary["reached"], summary["arch_steps"]) is None
     assert summary["derived"]["flops"] == cost(space.blueprint, summary["channels"], 12).flops
     assert 0.85 <= summary["derived"]["flops"] / target <= 1.15, summary
     for unit, p in chains.marginals().items():
@@ -188,6 +190,17 @@ def test_dmcp_pulls_the_predicted_latency_of_the_carried_network_to_a_latency_bu
     assert 0.92 <= summary["expected"]["latency"] / target <= 1.03, curves
     decided = small_resnet_reference(12).with_channels(summary["channels"])
     assert summary["derived"]["latency"] == pytest.approx(predict_spec_ms(table, decided), abs=1e-5)
+
+
+@needs_fashion_mnist
+@pytest.mark.slow
+def test_chains_that_end_short_of_the_target_are_reported(data_dir, supernet, tmp_path):
+    # Too few, too small architecture steps (a small projected problem): the chains stay near their start.
+    _, _, curves, summary, _, _ = run_dmcp(data_dir, supernet, tmp_path, 0.5, epochs=1, arch_lr=1e-3)
+    warning = unconverged(summary["reached"], summary["arch_steps"])
+    assert summary["arch_steps"] == curves[-1]["epoch"] * len(load_split(data_dir / "search" / "train.pt")) // 64
+    assert warning is not None and "flops target" in warning and "dmcp.epochs" in warning, summary
+    assert f"after {summary['arch_steps']} architecture steps" in warning and "\n" not in warning
 
 
 def synthetic_table(spec: ArchSpec) -> LatencyTable:

@@ -115,6 +115,9 @@ def train_dmcp(
         "targets": {t.metric: _rounded(t.metric, t.target) for t in terms},
         "expected": {t.metric: _rounded(t.metric, float(steps.expected(t))) for t in terms},
         "derived": {t.metric: _rounded(t.metric, float(t.of(config)), exact=True) for t in terms},
+        # Where the chains ended, over each target: the budget loss aims at [0.95, 1].
+        "reached": {t.metric: round(float(steps.expected(t)) / t.target, 4) for t in terms},
+        "arch_steps": steps.step_index,
         "max_acc": curves[-1]["max_acc"],
         "min_acc": curves[-1]["min_acc"],
         "train_flops": steps.train_flops,
@@ -122,6 +125,19 @@ def train_dmcp(
     }
     network.set_channels(space.maximum)
     return chains, curves, summary
+
+
+def unconverged(reached: dict[str, float], arch_steps: int, slack: float = 0.03) -> str | None:
+    """A warning when the chains ended outside the budget loss's band (give or take ``slack``):
+    too few architecture steps to move them from their start (every transition 0.5)."""
+    off = {m: r for m, r in reached.items() if not 0.95 - slack <= r <= 1.0 + slack}
+    if not off:
+        return None
+    shown = ", ".join(f"{100 * r:.1f}% of the {m} target" for m, r in off.items())
+    return (
+        f"warning: dmcp: the chains ended at {shown} after {arch_steps} architecture steps (the cost loss aims "
+        "at 95-100%): raise dmcp.epochs or dmcp.arch_lr, or give the projected problem more images"
+    )
 
 
 def _rounded(metric: str, value: float, exact: bool = False) -> float | int:

@@ -10,6 +10,7 @@ another method it writes a record saying so."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from slimnet.datasets.load import fixed_batches, load_split
 from slimnet.deploy.latency_model import LatencyTable, predict_ms
 from slimnet.optimizers.budgets import carried_widths, requested, show
 from slimnet.optimizers.dmcp_chains import CostTerm, counted_cost
-from slimnet.optimizers.dmcp_training import train_dmcp
+from slimnet.optimizers.dmcp_training import train_dmcp, unconverged
 from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import (
     CHECKPOINTS,
@@ -141,6 +142,9 @@ def run_dmcp(
     timings = {"train_seconds": summary.pop("train_seconds")}
     channels = summary.pop("channels")
     dmcp_flops = summary.pop("train_flops")
+    warning = unconverged(summary["reached"], summary["arch_steps"])
+    if warning and world.is_main:
+        print(warning, file=sys.stderr)
     metrics = {
         "enabled": True,
         # The budgets this search ran for (DMCP's search depends on them; the other optimizers' do not).
