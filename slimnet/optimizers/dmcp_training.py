@@ -110,13 +110,14 @@ def train_dmcp(
     curves, seconds = loop.run(steps, on_epoch)
     steps.scaling.remove()
     config = chains.expected_config()
+    expected = {t.metric: float(steps.expected(t)) for t in terms}
     summary = {
         "channels": config,
         "targets": {t.metric: _rounded(t.metric, t.target) for t in terms},
-        "expected": {t.metric: _rounded(t.metric, float(steps.expected(t))) for t in terms},
+        "expected": {t.metric: _rounded(t.metric, expected[t.metric]) for t in terms},
         "derived": {t.metric: _rounded(t.metric, float(t.of(config)), exact=True) for t in terms},
         # Where the chains ended, over each target: the budget loss aims at [0.95, 1].
-        "reached": {t.metric: round(float(steps.expected(t)) / t.target, 4) for t in terms},
+        "reached": {t.metric: round(expected[t.metric] / t.target, 4) for t in terms},
         "arch_steps": steps.step_index,
         "max_acc": curves[-1]["max_acc"],
         "min_acc": curves[-1]["min_acc"],
