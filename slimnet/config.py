@@ -181,6 +181,7 @@ class DMCPParams(Recipe):
     samples: Annotated[int, Field(ge=0)] = 2  # random configurations per weight step (sandwich rule)
     arch_lr: Annotated[float, Field(gt=0, le=10)] = 0.1  # Adam on the chains' logits
     cost_weight: Annotated[float, Field(gt=0)] = 0.1  # the budget loss's weight beside the task loss (official 0.1)
+    start: Literal["budget", "half"] = "budget"  # the chains' start: at the budget, or every transition 0.5 (official)
 
 
 class SearchParams(Section):

@@ -13,7 +13,15 @@ from slimnet.console.progress import Reporter
 from slimnet.datasets.load import load_split
 from slimnet.deploy.latency_model import LatencyTable, TableLayer, _grid, layers_of, predict_spec_ms
 from slimnet.nn.network import Network
-from slimnet.optimizers.dmcp_chains import ChannelScaling, CostTerm, MarkovChains, budget_loss, counted_cost, expected_cost
+from slimnet.optimizers.dmcp_chains import (
+    ChannelScaling,
+    CostTerm,
+    MarkovChains,
+    budget_logit,
+    budget_loss,
+    counted_cost,
+    expected_cost,
+)
 from slimnet.optimizers.dmcp_training import train_dmcp, unconverged
 from slimnet.space.flops import cost
 from slimnet.space.spec import ArchSpec, uniform_spec
@@ -88,6 +96,29 @@ def test_a_chain_that_keeps_no_group_computes_the_smallest_configuration():
     assert torch.allclose(scaled, smallest, atol=1e-5, rtol=1e-4)
 
 
+def test_the_budget_start_puts_the_most_binding_cost_in_the_middle_of_the_band():
+    space = mobilenet_space()
+    chains = MarkovChains(space.choices)
+    flops, params = (counted_cost(space.blueprint, 16, m) for m in ("flops", "params"))
+    largest = {m: float(of(space.maximum)) for m, of in (("flops", flops), ("params", params))}
+    alone = CostTerm("flops", 0.4 * largest["flops"], flops)
+    logit = budget_logit(chains, [alone])
+    assert float(chains.logits.abs().max()) == 0.0  # the search leaves the chains as they were
+    with torch.no_grad():
+        chains.logits.fill_(logit)
+    assert float(alone.of(chains.expected_channels())) / alone.target == pytest.approx(0.975, abs=1e-6)
+    # Two budgets: the start is where the tighter one sits at 97.5% and the other below it.
+    looser = CostTerm("params", 0.9 * largest["params"], params)
+    with torch.no_grad():
+        chains.logits.fill_(budget_logit(chains, [looser, alone]))
+    ratios = [float(t.of(chains.expected_channels())) / t.target for t in (alone, looser)]
+    assert ratios[0] == pytest.approx(0.975, abs=1e-6) and ratios[1] < 0.975, ratios
+    # A budget below the smallest configuration (or above the largest) clamps to the bound.
+    below = CostTerm("flops", 0.5 * float(flops(space.minimum)), flops)
+    assert budget_logit(chains, [below]) == -8.0
+    assert budget_logit(chains, [CostTerm("flops", 2 * largest["flops"], flops)]) == 8.0
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     return prepare_fashion_slice(tmp_path_factory.mktemp("fashion"), fraction=0.02, search_resolution=12)
@@ -109,6 +140,7 @@ def run_dmcp(
     arch_lr=0.1,
     cost_weight=0.1,
     table: LatencyTable | None = None,
+    start: str = "half",
 ):
     """DMCP on the tiny supernet towards ``target_ratio`` of its largest configuration's FLOPs
     (or, with ``table``, of its predicted latency)."""
@@ -135,6 +167,7 @@ def run_dmcp(
         resolution=reference.resolution,
         cost_weight=cost_weight,
         arch_lr=arch_lr,
+        start=start,
         checkpoints=Checkpoints(checkpoint_dir, "dmcp"),
         device=torch.device("cpu"),
         report=Reporter(None),
@@ -201,6 +234,9 @@ def test_chains_that_end_short_of_the_target_are_reported(data_dir, supernet, tm
     assert summary["arch_steps"] == curves[-1]["epoch"] * len(load_split(data_dir / "search" / "train.pt")) // 64
     assert warning is not None and "flops target" in warning and "dmcp.epochs" in warning, summary
     assert f"after {summary['arch_steps']} architecture steps" in warning and "\n" not in warning
+    # The same steps from the budget start (dmcp.start: budget) keep the chains in the band.
+    _, _, _, started, _, _ = run_dmcp(data_dir, supernet, tmp_path / "budget", 0.5, epochs=1, arch_lr=1e-3, start="budget")
+    assert unconverged(started["reached"], started["arch_steps"]) is None, started
 
 
 def synthetic_table(spec: ArchSpec) -> LatencyTable:

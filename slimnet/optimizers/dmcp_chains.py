@@ -27,7 +27,8 @@ from slimnet.space.flops import cost
 
 class MarkovChains(nn.Module):
     """The transition logits of every unit with more than one choice, in one flat parameter
-    (zeros: every transition 0.5, as the official code starts)."""
+    (zeros: every transition 0.5, as the official code starts; :func:`budget_logit` gives the
+    start at the budget)."""
 
     def __init__(self, choices: dict[str, list[int]]):
         super().__init__()
@@ -118,6 +119,33 @@ class CostTerm:
 def counted_cost(blueprint: Blueprint, resolution: int, metric: str) -> Callable[[Widths], torch.Tensor]:
     """The cost model's own ``metric`` (flops, params or memory) of the widths."""
     return lambda widths: expected_cost(blueprint, dict(widths), resolution, metric)
+
+
+def budget_logit(chains: MarkovChains, terms: list[CostTerm], aim: float = 0.975, bound: float = 8.0) -> float:
+    """The one logit, shared by every transition, at which the most binding term's expected cost
+    is ``aim`` of its target (the middle of the budget loss's band), by bisection: the expected
+    cost rises with every logit. A start there leaves the architecture steps to move the shape
+    within the budget instead of first climbing to it, which a short phase may not finish (from
+    0.5 transitions the chains sat at 43% of the default's target). Clamped to +-``bound``."""
+    original = chains.logits.detach().clone()
+
+    def ratio(logit: float) -> float:
+        chains.logits.fill_(logit)
+        return max(float(term.of(chains.expected_channels())) / term.target for term in terms)
+
+    low, high = -bound, bound
+    with torch.no_grad():
+        if ratio(low) >= aim:
+            found = low
+        elif ratio(high) <= aim:
+            found = high
+        else:
+            for _ in range(40):
+                middle = (low + high) / 2
+                low, high = (middle, high) if ratio(middle) < aim else (low, middle)
+            found = (low + high) / 2
+        chains.logits.copy_(original)
+    return found
 
 
 def budget_loss(expected: torch.Tensor, target: float, band: float = 0.95) -> torch.Tensor:

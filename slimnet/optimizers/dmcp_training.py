@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from slimnet.console.progress import Reporter
 from slimnet.nn.network import Network
-from slimnet.optimizers.dmcp_chains import ChannelScaling, CostTerm, MarkovChains, budget_loss
+from slimnet.optimizers.dmcp_chains import ChannelScaling, CostTerm, MarkovChains, budget_logit, budget_loss
 from slimnet.parallel.world import SINGLE, World
 from slimnet.space.channels import ChannelSpace
 from slimnet.training.checkpoint import Checkpoints
@@ -79,16 +79,21 @@ def train_dmcp(
     resolution: int,
     cost_weight: float,
     arch_lr: float,
+    start: str,
     checkpoints: Checkpoints,
     device: torch.device,
     report: Reporter,
     world: World = SINGLE,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[MarkovChains, list[dict], dict]:
-    """Train the supernet ``network`` (in place) and the chains towards every budget's ``terms``;
-    returns the chains, the curves and a summary with the derived configuration and its costs."""
+    """Train the supernet ``network`` (in place) and the chains towards every budget's ``terms``,
+    the chains starting at ``start`` ("budget": :func:`budget_logit`; "half": every transition
+    0.5, the official code's start); returns the chains, the curves and a summary with the derived configuration and its costs."""
     torch.manual_seed(recipe.seed)
     chains = MarkovChains(space.choices).to(device)
+    if start == "budget":
+        with torch.no_grad():
+            chains.logits.fill_(budget_logit(chains, terms))
     loop = Loop(network, train_set, recipe=recipe, checkpoints=checkpoints, report=report, name="dmcp", world=world)
     steps = DMCPSteps(
         network,
@@ -130,7 +135,7 @@ def train_dmcp(
 
 def unconverged(reached: dict[str, float], arch_steps: int, slack: float = 0.03) -> str | None:
     """A warning when the chains ended outside the budget loss's band (give or take ``slack``):
-    too few architecture steps to move them from their start (every transition 0.5)."""
+    too few architecture steps to move them from their start, or a loss that pulled them out."""
     off = {m: r for m, r in reached.items() if not 0.95 - slack <= r <= 1.0 + slack}
     if not off:
         return None

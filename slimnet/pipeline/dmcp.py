@@ -115,7 +115,7 @@ def run_dmcp(
             "supernet": file_sha256(SUPERNET),
             "choices": space.choices,
             "recipe": recipe.recipe_fields(),
-            "search": [dmcp.samples, dmcp.arch_lr, dmcp.cost_weight, {t.metric: t.target for t in terms}],
+            "search": [dmcp.samples, dmcp.arch_lr, dmcp.cost_weight, dmcp.start, {t.metric: t.target for t in terms}],
             "train": len(train_set),
         }
     )
@@ -133,6 +133,7 @@ def run_dmcp(
             resolution=reference.resolution,
             cost_weight=dmcp.cost_weight,
             arch_lr=dmcp.arch_lr,
+            start=dmcp.start,
             checkpoints=checkpoints,
             device=device,
             report=report,
