@@ -5,7 +5,7 @@ other optimizers, per budget, from per-training top-1 rows (the study's seeds.cs
 
 Every CSV has the columns target, variant, draw, seed, top1 (and may have others); a row's
 variant is `optimized` (AutoSlim, the default method), `uniform`, `random`, or an optimizer's
-name (`morphnet`, `dmcp`) for its optimized network. Writes <out>/optimizers.md: per budget and
+name (`morphnet`, `dmcp`; `dmcp-half`: DMCP with `dmcp.start: half`) for its optimized network. Writes <out>/optimizers.md: per budget and
 optimizer, top-1 mean ± standard deviation over seeds, the gain over uniform paired seed by
 seed, over AutoSlim paired seed by seed, and over the draws' mean with a Welch interval, each
 with its 95% interval and verdict.
@@ -26,7 +26,7 @@ from study_table import welch  # noqa: E402
 
 from slimnet.stats.verdict import paired_gain, verdict_of  # noqa: E402
 
-OPTIMIZERS = {"optimized": "AutoSlim", "morphnet": "MorphNet", "dmcp": "DMCP"}
+OPTIMIZERS = {"optimized": "AutoSlim", "morphnet": "MorphNet", "dmcp": "DMCP", "dmcp-half": "DMCP, official start"}
 
 
 def read(paths: list[Path]) -> dict[tuple[str, str], dict[int, float]]:

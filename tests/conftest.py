@@ -18,3 +18,13 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def pipeline_base(tmp_path_factory, worker_id):
+    """The tiny pipeline project reproduced once per session (tests/pipeline_project.py); every
+    xdist worker of the session shares the one its first asker built."""
+    from tests.pipeline_project import shared_base
+
+    session_dir = tmp_path_factory.getbasetemp()
+    return shared_base(session_dir if worker_id == "master" else session_dir.parent)

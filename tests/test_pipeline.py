@@ -1,10 +1,10 @@
-"""End to end: every stage through DVC on a tiny slice of Fashion-MNIST."""
+"""End to end on the tiny project (tests/pipeline_project.py): every stage's outputs, the metrics
+DVC shows, the networks matched to the budget, and what a change of budget, projection or
+process count reruns."""
 
 from __future__ import annotations
 
-import csv
 import json
-import re
 import shutil
 import statistics
 import subprocess
@@ -15,78 +15,25 @@ import pytest
 import torch
 import yaml
 
+from tests.pipeline_project import (
+    NETWORKS,
+    REPO,
+    TINY,
+    changed_stages,
+    copy_project,
+    dvc,
+    load,
+    set_params,
+)
 from tests.realdata import needs_fashion_mnist
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
-
-TINY = {
-    "data": {"fraction": 0.02},
-    "model": {"arch": "mobilenet_v2", "width": 0.35, "cifar": True},
-    "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
-    "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
-    "morphnet": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
-    "dmcp": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
-    # 30 of the 60 held-out images: a second sample fits beside them (the stability diagnostic's).
-    "search": {"flops": "8M", "eval_images": 30, "batch_size": 128, "floor": 0.0},
-    "extrapolate": {"random_draws": [0, 1]},
-    # lr is per 256 images: 0.8 is 0.1 at batch 32. At the default 0.1 (0.0125 here) two epochs
-    # left every network near chance (14-24%) and a slimmable width at or below 10% on one CPU.
-    # One epoch at 0.8 gives 40-55% (measured 2026-12-06): clear of chance, half the time.
-    "train": {
-        "epochs": 1,
-        "batch_size": 32,
-        "lr": 0.8,
-        "warmup_epochs": 0.0,
-        "seeds": [0],
-        "variants": ["optimized", "uniform", "random"],
-    },
-    "latency": {"repeats": 2},
-    "evaluate": {"latency_runs": 3},
-}
-
-
-def dvc(project: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=1800,  # a guard against a hang: a repro here takes 1-3 minutes, more on a loaded machine
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout + result.stderr
-
-
-def set_params(project: Path, overrides: dict) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section].update(values)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "slimnet", root / "slimnet", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, root / name)
-    dvc(root, "init", "--no-scm", "-q")
-    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
-    set_params(root, TINY)
-    dvc(root, "repro")
-    return root
-
-
-def load(project: Path, path: str) -> dict:
-    return json.loads((project / path).read_text())
-
-
-def changed_stages(status: str) -> list[str]:
-    """The stages `dvc status` lists, less scan: it is always changed (`dvc repro` always rescans
-    the source; `data` reruns only when the scan's output changes)."""
-    stages = [line[:-1] for line in status.splitlines() if line.endswith(":") and not line[0].isspace()]
-    return [stage for stage in stages if stage != "scan"]
+def project(pipeline_base, tmp_path_factory) -> Path:
+    """This file's own copy of the reproduced tiny project (tests/pipeline_project.py)."""
+    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
 
 
 def test_all_stages_write_their_outputs(project):
@@ -120,9 +67,6 @@ def test_all_stages_write_their_outputs(project):
         "stages/stability/metrics.json",
     ):
         assert (project / path).is_file(), path
-
-
-NETWORKS = ("optimized", "uniform", "random-0", "random-1")  # TINY's random_draws
 
 
 def test_dvc_shows_evaluates_headline_as_the_one_metrics_file(project):
@@ -267,90 +211,6 @@ def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
     assert changed_stages(dvc(project, "status")) == []  # the 8M networks again, byte for byte
 
 
-def test_morphnet_and_dmcp_run_the_pipeline_and_switching_back_restores_autoslims_outputs(project):
-    """search.method: morphnet trains MorphNet's network instead of the supernet and searches it by
-    thresholds, and a budget change after it reruns extrapolate onward only. dmcp trains the
-    supernet on with the Markov chains towards the budget, extrapolate carries its decided point,
-    and a budget change reruns dmcp (its search reads the budget); a latency budget binds through the
-    latency table, one out of reach stops it in one line. Switching back restores every AutoSlim output from DVC's run-cache, byte for byte,
-    without training. (One test: each switch back is a whole repro.)"""
-    stages = ("supernet", "search", "extrapolate", "train@optimized-0", "evaluate")
-    before = {stage: out_hashes(project, stage) for stage in stages}
-    assert load(project, "stages/morphnet/metrics.json") == {"enabled": False}
-    assert load(project, "stages/dmcp/metrics.json") == {"enabled": False}
-    set_params(project, {"search": {"method": "morphnet"}})
-    try:
-        # The optimizers' stages, the search and what reads search.method; not the data or the latency table.
-        assert set(changed_stages(dvc(project, "status"))) == {
-            "supernet",
-            "morphnet",
-            "dmcp",
-            "search",
-            "extrapolate",
-            "stability",
-        }
-        log = dvc(project, "repro")
-        assert "Running stage 'morphnet'" in log and "Running stage 'project'" not in log, log
-        morphnet = load(project, "stages/morphnet/metrics.json")
-        assert morphnet["enabled"] and morphnet["train_flops"] > 0
-        assert load(project, "stages/supernet/metrics.json") == {"enabled": False}
-        trajectory = load(project, "stages/search/trajectory.json")
-        assert trajectory["method"] == "morphnet" and len(trajectory["points"]) > 10
-        assert all(a["flops"] > b["flops"] for a, b in zip(trajectory["points"], trajectory["points"][1:]))
-        summary = load(project, "stages/extrapolate/summary.json")
-        assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01
-        assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("MorphNet step")
-        report = load(project, "stages/evaluate/report.json")
-        assert report["search_cost"]["supernet_train_flops"] == morphnet["train_flops"]  # the optimizer's training
-        assert 10.0 < report["optimized"]["top1"] <= 100.0
-        set_params(project, {"search": {"flops": "6M"}})
-        # The search is target-independent (dmcp and stability only rewrite their records).
-        assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
-
-        set_params(project, {"search": {"method": "dmcp", "flops": TINY["search"]["flops"]}})
-        log = dvc(project, "repro")
-        assert "Running stage 'dmcp'" in log, log
-        # search.method is a param of the supernet stage (MorphNet skips it): DMCP trains it again, to the same bytes.
-        assert out_hashes(project, "supernet") == before["supernet"]
-        dmcp = load(project, "stages/dmcp/metrics.json")
-        assert dmcp["enabled"] and dmcp["searched_for"] == {"flops": "8M"}
-        assert dmcp["train_flops"] == dmcp["supernet_train_flops"] + dmcp["dmcp_train_flops"]
-        trajectory = load(project, "stages/search/trajectory.json")
-        assert trajectory["method"] == "dmcp" and len(trajectory["points"]) == 2
-        assert (
-            trajectory["points"][1]["channels"] == torch.load(project / "stages/dmcp/network.pt", weights_only=False)["channels"]
-        )
-        summary = load(project, "stages/extrapolate/summary.json")
-        assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01 and summary["selected_step"] == 1
-        assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("DMCP step 1")
-        report = load(project, "stages/evaluate/report.json")
-        assert report["search_cost"]["supernet_train_flops"] == dmcp["train_flops"]
-        set_params(project, {"search": {"flops": "6M"}})
-        assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
-        # A latency budget out of reach stops in one line naming the range; one within it binds
-        # through the latency table (the full network's predicted ms of the carried widths).
-        set_params(project, {"search": {"flops": None, "latency": "5000ms"}})
-        failed = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
-        assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "search.latency" in failed.stderr, failed.stderr
-        assert load(project, "stages/dmcp/metrics.json") == dmcp  # nothing written
-        low, high = (float(ms) for ms in re.findall(r"choose between ([0-9.]+)ms and ([0-9.]+)ms", failed.stderr)[0])
-        target = round((low + high) / 2, 3)
-        set_params(project, {"search": {"flops": None, "latency": f"{target}ms"}})
-        ran = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
-        assert ran.returncode == 0, ran.stderr
-        dmcp = load(project, "stages/dmcp/metrics.json")
-        # One epoch of the tiny problem: the wiring (a target in ms, the chains' ms within the space's
-        # range); that DMCP pulls the predicted ms to the target is tests/test_dmcp.py's.
-        assert dmcp["targets"] == {"latency": pytest.approx(target)} and low <= dmcp["expected"]["latency"] <= high
-        assert dmcp["reached"]["latency"] == pytest.approx(dmcp["expected"]["latency"] / target, abs=1e-3)
-    finally:
-        set_params(project, {"search": {"method": "autoslim", "flops": TINY["search"]["flops"], "latency": None}})
-        log = dvc(project, "repro")
-    assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
-    assert {stage: out_hashes(project, stage) for stage in stages} == before
-    assert changed_stages(dvc(project, "status")) == []
-
-
 def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
     from slimnet.deploy.latency_model import LatencyTable, predict_spec_ms
     from slimnet.optimizers.budgets import Budget, Costs, extrapolate_within, point_ratios
@@ -438,35 +298,9 @@ def test_a_new_projection_changes_the_search_splits_only(project):
 def test_changing_the_number_of_processes_reruns_nothing(project):
     # resources.* say how the stages run, not what they compute: no stage lists them.
     assert changed_stages(dvc(project, "status")) == []
-    set_params(project, {"resources": {"nproc": 2, "sync_bn": True, "threads": 1}})
+    set_params(project, {"resources": {"nproc": 2, "sync_bn": True, "threads": "auto"}})
     assert changed_stages(dvc(project, "status")) == []
-    set_params(project, {"resources": {"nproc": 1, "sync_bn": False, "threads": "auto"}})
-    assert changed_stages(dvc(project, "status")) == []
-
-
-def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
-    before = (project / "stages/evaluate/seeds.csv").read_text()
-    set_params(project, {"train": {"seeds": [0, 1]}})
-    log = dvc(project, "repro")
-    for variant in ("optimized", "uniform", "random"):
-        assert f"Stage 'train@{variant}-0' didn't change, skipping" in log, log
-        assert f"Running stage 'train@{variant}-1'" in log, log
-    assert "Running stage 'evaluate'" in log and "Running stage 'extrapolate'" not in log, log
-    metrics = load(project, "stages/evaluate/report.json")
-    rows = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4 * 2 and all(line in rows for line in before.splitlines())  # (variant, draw, seed)
-    top1 = {(r["variant"], r["draw"], r["seed"]): float(r["top1"]) for r in csv.DictReader(rows)}
-    gains = [top1[("optimized", "", s)] - top1[("uniform", "", s)] for s in ("0", "1")]
-    assert metrics["seeds"] == 2 and metrics["gain_top1"] == pytest.approx(sum(gains) / 2, abs=2e-3)
-    # Two seeds: t with one degree of freedom, 12.71 x |g0 - g1| / 2.
-    half = 12.7062 * abs(gains[0] - gains[1]) / 2
-    assert metrics["gain_ci95_high"] - metrics["gain_ci95_low"] == pytest.approx(2 * half, abs=5e-3)
-    assert metrics["verdict"] in ("better", "worse", "within noise")
-    # Against the draws' mean seed by seed, with an interval now.
-    means = [(top1[("random", "0", s)] + top1[("random", "1", s)]) / 2 for s in ("0", "1")]
-    against = [top1[("optimized", "", s)] - means[i] for i, s in enumerate(("0", "1"))]
-    assert metrics["vs_random"]["gain_top1"] == pytest.approx(sum(against) / 2, abs=2e-3)
-    assert metrics["vs_random"]["gain_ci95_low"] is not None
+    set_params(project, {"resources": {"nproc": 1, "sync_bn": False, **TINY["resources"]}})
     assert changed_stages(dvc(project, "status")) == []
 
 
@@ -496,130 +330,3 @@ def test_arch_show_checks_a_spec_against_the_supernet(project, monkeypatch):
     assert f"unit {unit} has" in bad.stderr and "not one of its choices" in bad.stderr
     full = runner.invoke(app, ["arch", "show", "stages/extrapolate/optimized.json", "--supernet", "stages/supernet/supernet.pt"])
     assert full.exit_code == 2 and "depth" in full.stderr
-
-
-def out_hashes(project: Path, stage: str) -> dict[str, str]:
-    """md5 of every output of a stage, read from the files themselves (not from dvc.lock)."""
-    import hashlib
-
-    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]
-    hashes = {}
-    for out in lock["outs"]:
-        path = project / out["path"]
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for file in files:
-            if file.is_file():
-                hashes[file.relative_to(project).as_posix()] = hashlib.md5(file.read_bytes()).hexdigest()
-    return hashes
-
-
-FORCED = ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform-0", "evaluate", "export"]
-
-
-def test_forcing_the_stages_rewrites_the_same_bytes_and_leaves_nothing_stale(project):
-    assert changed_stages(dvc(project, "status")) == []
-    before = {stage: out_hashes(project, stage) for stage in FORCED}
-    # One dvc run for all of them (a run each costs its start-up, ~4 s); each stage reruns alone (-s).
-    log = dvc(project, "repro", "-f", "-s", *FORCED)
-    assert all(f"Running stage '{stage}'" in log for stage in FORCED), log
-    # Compared stage by stage, so a failure names the stage and the file whose bytes moved.
-    for stage in FORCED:
-        assert out_hashes(project, stage) == before[stage], stage
-    # Same bytes, so nothing downstream is stale (no 15-minute rerun for nothing).
-    assert changed_stages(dvc(project, "status")) == []
-
-
-def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(project):
-    """Off by default (an empty record); with two targets, one of them search.flops, it trains
-    one network, compares that width with the optimized network, and exports a file per width."""
-    from slimnet.datasets.load import load_split
-    from slimnet.deploy.exporters import run_onnx
-    from slimnet.training.trained import load_slimmable
-
-    assert load(project, "stages/slimmable/metrics.json")["targets"] == []
-    assert load(project, "stages/export/slimmable/widths.json") == {}
-    flops = yaml.safe_load((project / "params.yaml").read_text())["search"]["flops"]
-    # 2 epochs on ~1,000 images: both widths learn well clear of chance (10%; 51-55% measured)
-    set_params(project, {"slimmable": {"targets": [flops, "4M"], "epochs": 2}})
-    log = dvc(project, "repro")
-    assert "Running stage 'slimmable'" in log and "Running stage 'export'" in log
-    assert "Stage 'train@optimized-0' didn't change, skipping" in log
-    rows = load(project, "stages/slimmable/metrics.json")["targets"]
-    assert [r["target_flops"] for r in rows] == [int(float(flops[:-1]) * 1e6), 4_000_000]
-    assert rows[0]["flops"] > rows[1]["flops"] and abs(rows[1]["flops"] / 4e6 - 1) <= 0.01
-    # Compared with the optimized network of the first seed (earlier tests may have added seeds).
-    seeds = csv.DictReader((project / "stages/evaluate/seeds.csv").read_text().splitlines())
-    first = next(float(row["top1"]) for row in seeds if row["variant"] == "optimized" and row["seed"] == "0")
-    assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == pytest.approx(first, abs=1e-3)
-    assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - first, abs=2e-3)
-    assert rows[1]["individual"] is None  # no individually trained network at 4M in this run
-    assert all(25.0 < r["top1"] <= 100.0 for r in rows), rows
-    network, targets = load_slimmable(project / "stages/slimmable/model.pt")
-    widths = load(project, "stages/export/slimmable/widths.json")
-    assert sorted(widths) == sorted(f"slimmable/{n}" for n in ("4M", flops))
-    x, _ = next(load_split(project / "data/full/test.pt").batches(32, shuffle=False, augment=False))
-    x = x.contiguous()
-    for index, name in enumerate((flops, "4M")):
-        network.switch(index)
-        with torch.no_grad():
-            expected = network(x)
-        data = (project / f"stages/export/slimmable/{name}.onnx").read_bytes()
-        assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
-    assert changed_stages(dvc(project, "status")) == []
-
-
-def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_seed(project, tmp_path):
-    assert load(project, "stages/stability/metrics.json") == {"enabled": False}  # off by default: nothing trained
-    held_out = load(project, "data/search/meta.json")["counts"]["search/val"]
-    assert held_out >= 2 * TINY["search"]["eval_images"]  # TINY leaves room for a second sample
-    # A second sample of search.eval_images must exist beside the first: a clear error, nothing written.
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["diagnostics"]["stability"] = True
-    params["search"]["eval_images"] = held_out  # the whole held-out split: no second sample left
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    failed = subprocess.run(
-        [sys.executable, "-m", "slimnet", "stability", "--params", str(tmp_path / "params.yaml")],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
-    assert failed.returncode != 0 and "lower search.eval_images" in failed.stderr, failed.stderr
-    assert len(failed.stderr.strip().splitlines()) == 1
-    assert load(project, "stages/stability/metrics.json") == {"enabled": False}
-    set_params(project, {"diagnostics": {"stability": True}})
-    try:
-        assert changed_stages(dvc(project, "status")) == ["stability"]  # it feeds no other stage
-        dvc(project, "repro", "stability")
-        record = load(project, "stages/stability/metrics.json")
-        summary = load(project, "stages/extrapolate/summary.json")
-        assert record["enabled"] and record["selected_step"] == summary["selected_step"]
-        assert record["supernet_seed"] == 1 and record["held_out_images"] == TINY["search"]["eval_images"]
-        assert set(record["similarity"]) == {"held_out_sample", "supernet_seed", "random_draws_mean"}
-        assert all(0.0 < value <= 1.0 for value in record["similarity"].values())
-        assert set(record["steps"]) == {"held_out_sample", "supernet_seed"}
-        assert not (project / ".checkpoints/stability").exists()  # cleared once the record exists
-    finally:
-        set_params(project, {"diagnostics": {"stability": False}})
-        dvc(project, "repro", "stability")
-    assert changed_stages(dvc(project, "status")) == []
-
-
-def test_the_alone_diagnostic_trains_max_and_min_beside_the_supernet(project):
-    assert load(project, "stages/alone/metrics.json") == {"enabled": False}  # off by default: nothing trained
-    set_params(project, {"diagnostics": {"alone": True}})
-    try:
-        assert changed_stages(dvc(project, "status")) == ["alone"]  # it feeds no other stage
-        dvc(project, "repro", "alone")
-        record = load(project, "stages/alone/metrics.json")
-        supernet = load(project, "stages/supernet/metrics.json")
-        assert record["enabled"] and record["epochs"] == TINY["supernet"]["epochs"]
-        for name in ("max", "min"):
-            row = record[name]
-            assert row["supernet_top1"] == supernet[f"{name}_acc"]
-            assert 0.0 <= row["alone_top1"] <= 100.0
-            assert row["gap"] == round(row["supernet_top1"] - row["alone_top1"], 3)
-        assert record["max"]["flops"] == supernet["max_flops"] and record["min"]["flops"] == supernet["min_flops"]
-        assert not list((project / ".checkpoints/alone").rglob("*.pt"))  # cleared once the record exists
-    finally:
-        set_params(project, {"diagnostics": {"alone": False}})
-        dvc(project, "repro", "alone")

@@ -1,0 +1,120 @@
+"""The tiny DVC project the pipeline tests run: every stage through `dvc repro` on a slice of
+Fashion-MNIST. It is built once per test session (one `dvc repro` of every stage, shared by the
+xdist workers through a file lock) and each pipeline test file works on its own copy, so the
+files can run on different workers and change params without seeing each other's changes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "data": {"fraction": 0.02},
+    "model": {"arch": "mobilenet_v2", "width": 0.35, "cifar": True},
+    "transfer": {"width": 0.5, "depth": 0.5, "resolution": 12, "data_fraction": 0.5},
+    "supernet": {"epochs": 1, "batch_size": 64, "groups": 4, "eval_images": 128, "warmup_epochs": 0.0},
+    "morphnet": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
+    "dmcp": {"epochs": 1, "batch_size": 64, "warmup_epochs": 0.0},
+    # 30 of the 60 held-out images: a second sample fits beside them (the stability diagnostic's).
+    "search": {"flops": "8M", "eval_images": 30, "batch_size": 128, "floor": 0.0},
+    "extrapolate": {"random_draws": [0, 1]},
+    # lr is per 256 images: 0.8 is 0.1 at batch 32. At the default 0.1 (0.0125 here) two epochs
+    # left every network near chance (14-24%) and a slimmable width at or below 10% on one CPU.
+    # One epoch at 0.8 gives 40-55% (measured 2026-12-06): clear of chance, half the time.
+    "train": {
+        "epochs": 1,
+        "batch_size": 32,
+        "lr": 0.8,
+        "warmup_epochs": 0.0,
+        "seeds": [0],
+        "variants": ["optimized", "uniform", "random"],
+    },
+    "latency": {"repeats": 2},
+    "evaluate": {"latency_runs": 3},
+    # One thread per stage: the test files run side by side, one per core.
+    "resources": {"threads": 1},
+}
+
+NETWORKS = ("optimized", "uniform", "random-0", "random-1")  # TINY's random_draws
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=1800,  # a guard against a hang: a repro here takes 1-3 minutes, more on a loaded machine
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def set_params(project: Path, overrides: dict) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def load(project: Path, path: str) -> dict:
+    return json.loads((project / path).read_text())
+
+
+def changed_stages(status: str) -> list[str]:
+    """The stages `dvc status` lists, less scan: it is always changed (`dvc repro` always rescans
+    the source; `data` reruns only when the scan's output changes)."""
+    stages = [line[:-1] for line in status.splitlines() if line.endswith(":") and not line[0].isspace()]
+    return [stage for stage in stages if stage != "scan"]
+
+
+def out_hashes(project: Path, stage: str) -> dict[str, str]:
+    """md5 of every output of a stage, read from the files themselves (not from dvc.lock)."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]
+    hashes = {}
+    for out in lock["outs"]:
+        path = project / out["path"]
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file():
+                hashes[file.relative_to(project).as_posix()] = hashlib.md5(file.read_bytes()).hexdigest()
+    return hashes
+
+
+def build(root: Path) -> None:
+    """slimnet's stages, dvc.yaml and params.yaml (set to TINY) in a fresh DVC project, reproduced."""
+    shutil.copytree(REPO / "slimnet", root / "slimnet", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO / name, root / name)
+    dvc(root, "init", "--no-scm", "-q")
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
+    set_params(root, TINY)
+    dvc(root, "repro")
+
+
+def shared_base(session_dir: Path) -> Path:
+    """The reproduced project, built by whichever worker asks first; the others wait for it."""
+    base = session_dir / "pipeline-base"
+    with FileLock(str(session_dir / "pipeline-base.lock")):
+        if not (session_dir / "pipeline-base.done").exists():
+            shutil.rmtree(base, ignore_errors=True)
+            base.mkdir()
+            build(base)
+            (session_dir / "pipeline-base.done").touch()
+    return base
+
+
+def copy_project(base: Path, destination: Path) -> Path:
+    """A working copy of the reproduced project (its DVC cache and run-cache included)."""
+    shutil.copytree(base, destination, symlinks=True)
+    assert changed_stages(dvc(destination, "status")) == []
+    return destination

@@ -1,0 +1,110 @@
+"""Reruns on the tiny project (tests/pipeline_project.py): a new seed, forced stages, the
+slimmable network."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.pipeline_project import (
+    changed_stages,
+    copy_project,
+    dvc,
+    load,
+    out_hashes,
+    set_params,
+)
+from tests.realdata import needs_fashion_mnist
+
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def project(pipeline_base, tmp_path_factory) -> Path:
+    """This file's own copy of the reproduced tiny project (tests/pipeline_project.py)."""
+    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
+
+
+def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
+    before = (project / "stages/evaluate/seeds.csv").read_text()
+    set_params(project, {"train": {"seeds": [0, 1]}})
+    log = dvc(project, "repro")
+    for variant in ("optimized", "uniform", "random"):
+        assert f"Stage 'train@{variant}-0' didn't change, skipping" in log, log
+        assert f"Running stage 'train@{variant}-1'" in log, log
+    assert "Running stage 'evaluate'" in log and "Running stage 'extrapolate'" not in log, log
+    metrics = load(project, "stages/evaluate/report.json")
+    rows = (project / "stages/evaluate/seeds.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * 2 and all(line in rows for line in before.splitlines())  # (variant, draw, seed)
+    top1 = {(r["variant"], r["draw"], r["seed"]): float(r["top1"]) for r in csv.DictReader(rows)}
+    gains = [top1[("optimized", "", s)] - top1[("uniform", "", s)] for s in ("0", "1")]
+    assert metrics["seeds"] == 2 and metrics["gain_top1"] == pytest.approx(sum(gains) / 2, abs=2e-3)
+    # Two seeds: t with one degree of freedom, 12.71 x |g0 - g1| / 2.
+    half = 12.7062 * abs(gains[0] - gains[1]) / 2
+    assert metrics["gain_ci95_high"] - metrics["gain_ci95_low"] == pytest.approx(2 * half, abs=5e-3)
+    assert metrics["verdict"] in ("better", "worse", "within noise")
+    # Against the draws' mean seed by seed, with an interval now.
+    means = [(top1[("random", "0", s)] + top1[("random", "1", s)]) / 2 for s in ("0", "1")]
+    against = [top1[("optimized", "", s)] - means[i] for i, s in enumerate(("0", "1"))]
+    assert metrics["vs_random"]["gain_top1"] == pytest.approx(sum(against) / 2, abs=2e-3)
+    assert metrics["vs_random"]["gain_ci95_low"] is not None
+    assert changed_stages(dvc(project, "status")) == []
+
+
+FORCED = ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform-0", "evaluate", "export"]
+
+
+def test_forcing_the_stages_rewrites_the_same_bytes_and_leaves_nothing_stale(project):
+    assert changed_stages(dvc(project, "status")) == []
+    before = {stage: out_hashes(project, stage) for stage in FORCED}
+    # One dvc run for all of them (a run each costs its start-up, ~4 s); each stage reruns alone (-s).
+    log = dvc(project, "repro", "-f", "-s", *FORCED)
+    assert all(f"Running stage '{stage}'" in log for stage in FORCED), log
+    # Compared stage by stage, so a failure names the stage and the file whose bytes moved.
+    for stage in FORCED:
+        assert out_hashes(project, stage) == before[stage], stage
+    # Same bytes, so nothing downstream is stale (no 15-minute rerun for nothing).
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(project):
+    """Off by default (an empty record); with two targets, one of them search.flops, it trains
+    one network, compares that width with the optimized network, and exports a file per width."""
+    from slimnet.datasets.load import load_split
+    from slimnet.deploy.exporters import run_onnx
+    from slimnet.training.trained import load_slimmable
+
+    assert load(project, "stages/slimmable/metrics.json")["targets"] == []
+    assert load(project, "stages/export/slimmable/widths.json") == {}
+    flops = yaml.safe_load((project / "params.yaml").read_text())["search"]["flops"]
+    # 2 epochs on ~1,000 images: both widths learn well clear of chance (10%; 51-55% measured)
+    set_params(project, {"slimmable": {"targets": [flops, "4M"], "epochs": 2}})
+    log = dvc(project, "repro")
+    assert "Running stage 'slimmable'" in log and "Running stage 'export'" in log
+    assert "Stage 'train@optimized-0' didn't change, skipping" in log
+    rows = load(project, "stages/slimmable/metrics.json")["targets"]
+    assert [r["target_flops"] for r in rows] == [int(float(flops[:-1]) * 1e6), 4_000_000]
+    assert rows[0]["flops"] > rows[1]["flops"] and abs(rows[1]["flops"] / 4e6 - 1) <= 0.01
+    # Compared with the optimized network of the first seed (earlier tests may have added seeds).
+    seeds = csv.DictReader((project / "stages/evaluate/seeds.csv").read_text().splitlines())
+    first = next(float(row["top1"]) for row in seeds if row["variant"] == "optimized" and row["seed"] == "0")
+    assert rows[0]["individual"] == "optimized" and rows[0]["individual_top1"] == pytest.approx(first, abs=1e-3)
+    assert rows[0]["gap_top1"] == pytest.approx(rows[0]["top1"] - first, abs=2e-3)
+    assert rows[1]["individual"] is None  # no individually trained network at 4M in this run
+    assert all(25.0 < r["top1"] <= 100.0 for r in rows), rows
+    network, targets = load_slimmable(project / "stages/slimmable/model.pt")
+    widths = load(project, "stages/export/slimmable/widths.json")
+    assert sorted(widths) == sorted(f"slimmable/{n}" for n in ("4M", flops))
+    x, _ = next(load_split(project / "data/full/test.pt").batches(32, shuffle=False, augment=False))
+    x = x.contiguous()
+    for index, name in enumerate((flops, "4M")):
+        network.switch(index)
+        with torch.no_grad():
+            expected = network(x)
+        data = (project / f"stages/export/slimmable/{name}.onnx").read_bytes()
+        assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
+    assert changed_stages(dvc(project, "status")) == []
