@@ -37,3 +37,11 @@ def pipeline_base(tmp_path_factory, worker_id):
 
     session_dir = tmp_path_factory.getbasetemp()
     return shared_base(session_dir if worker_id == "master" else session_dir.parent)
+
+
+@pytest.fixture(scope="module")
+def project(pipeline_base, tmp_path_factory):
+    """The pipeline test file's own copy of the reproduced tiny project (each module its own)."""
+    from tests.pipeline_project import copy_project
+
+    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")

@@ -45,6 +45,8 @@ TINY = {
 }
 
 NETWORKS = ("optimized", "uniform", "random-0", "random-1")  # TINY's random_draws
+# What switching the optimizer and back must restore byte for byte (from DVC's run-cache).
+SWITCHED_STAGES = ("supernet", "search", "extrapolate", "train@optimized-0", "evaluate")
 
 
 def dvc(project: Path, *args: str) -> str:

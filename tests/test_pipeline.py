@@ -9,7 +9,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,6 @@ from tests.pipeline_project import (
     REPO,
     TINY,
     changed_stages,
-    copy_project,
     dvc,
     load,
     set_params,
@@ -28,12 +26,6 @@ from tests.pipeline_project import (
 from tests.realdata import needs_fashion_mnist
 
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def project(pipeline_base, tmp_path_factory) -> Path:
-    """This file's own copy of the reproduced tiny project (tests/pipeline_project.py)."""
-    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
 
 
 def test_all_stages_write_their_outputs(project):

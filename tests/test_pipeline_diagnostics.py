@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +12,6 @@ import yaml
 from tests.pipeline_project import (
     TINY,
     changed_stages,
-    copy_project,
     dvc,
     load,
     set_params,
@@ -21,12 +19,6 @@ from tests.pipeline_project import (
 from tests.realdata import needs_fashion_mnist
 
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def project(pipeline_base, tmp_path_factory) -> Path:
-    """This file's own copy of the reproduced tiny project (tests/pipeline_project.py)."""
-    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
 
 
 def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_seed(project, tmp_path):

@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.pipeline_project import (
+    SWITCHED_STAGES,
     TINY,
     changed_stages,
-    copy_project,
     dvc,
     load,
     out_hashes,
@@ -24,20 +23,11 @@ from tests.realdata import needs_fashion_mnist
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def project(pipeline_base, tmp_path_factory) -> Path:
-    """This file's own copy of the reproduced tiny project (tests/pipeline_project.py)."""
-    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
-
-
-STAGES = ("supernet", "search", "extrapolate", "train@optimized-0", "evaluate")
-
-
 def test_dmcp_runs_the_pipeline_for_its_budget_and_switching_back_restores_autoslims_outputs(project):
     """dmcp trains the supernet on with the Markov chains towards the budget, extrapolate carries
     its decided point, and a budget change reruns dmcp (its search reads the budget); a latency
     budget binds through the latency table, one out of reach stops it in one line."""
-    before = {stage: out_hashes(project, stage) for stage in STAGES}
+    before = {stage: out_hashes(project, stage) for stage in SWITCHED_STAGES}
     assert load(project, "stages/dmcp/metrics.json") == {"enabled": False}
     try:
         set_params(project, {"search": {"method": "dmcp", "flops": TINY["search"]["flops"]}})
@@ -81,5 +71,5 @@ def test_dmcp_runs_the_pipeline_for_its_budget_and_switching_back_restores_autos
         log = dvc(project, "repro")
     # Switching back restores every AutoSlim output from DVC's run-cache, byte for byte, without training.
     assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
-    assert {stage: out_hashes(project, stage) for stage in STAGES} == before
+    assert {stage: out_hashes(project, stage) for stage in SWITCHED_STAGES} == before
     assert changed_stages(dvc(project, "status")) == []

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.pipeline_project import (
+    SWITCHED_STAGES,
     TINY,
     changed_stages,
-    copy_project,
     dvc,
     load,
     out_hashes,
@@ -20,19 +18,10 @@ from tests.realdata import needs_fashion_mnist
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def project(pipeline_base, tmp_path_factory) -> Path:
-    """This file's own copy of the reproduced tiny project (tests/pipeline_project.py)."""
-    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
-
-
-STAGES = ("supernet", "search", "extrapolate", "train@optimized-0", "evaluate")
-
-
 def test_morphnet_runs_the_pipeline_and_switching_back_restores_autoslims_outputs(project):
     """search.method: morphnet trains MorphNet's network instead of the supernet and searches it by
     thresholds, and a budget change after it reruns extrapolate onward only."""
-    before = {stage: out_hashes(project, stage) for stage in STAGES}
+    before = {stage: out_hashes(project, stage) for stage in SWITCHED_STAGES}
     assert load(project, "stages/morphnet/metrics.json") == {"enabled": False}
     set_params(project, {"search": {"method": "morphnet"}})
     try:
@@ -67,5 +56,5 @@ def test_morphnet_runs_the_pipeline_and_switching_back_restores_autoslims_output
         log = dvc(project, "repro")
     # Switching back restores every AutoSlim output from DVC's run-cache, byte for byte, without training.
     assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
-    assert {stage: out_hashes(project, stage) for stage in STAGES} == before
+    assert {stage: out_hashes(project, stage) for stage in SWITCHED_STAGES} == before
     assert changed_stages(dvc(project, "status")) == []

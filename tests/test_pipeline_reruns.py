@@ -4,7 +4,6 @@ slimmable network."""
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ import yaml
 
 from tests.pipeline_project import (
     changed_stages,
-    copy_project,
     dvc,
     load,
     out_hashes,
@@ -21,12 +19,6 @@ from tests.pipeline_project import (
 from tests.realdata import needs_fashion_mnist
 
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def project(pipeline_base, tmp_path_factory) -> Path:
-    """This file's own copy of the reproduced tiny project (tests/pipeline_project.py)."""
-    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
 
 
 def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
