@@ -28,18 +28,21 @@ from study_table import experiments, is_direct, welch  # noqa: E402
 NAMES = {"autoslim": "AutoSlim", "morphnet": "MorphNet", "dmcp": "DMCP"}
 
 
-def sides(found: list[tuple[str, dict, dict]], prefix: str) -> dict[str, dict[str, dict]]:
-    """{method: {"projected" | "direct": row}} of the experiments named with ``prefix``."""
-    table: dict[str, dict[str, dict]] = {}
+def sides(found: list[tuple[str, dict, dict]], prefix: str) -> dict[str, dict[str, list[dict]]]:
+    """{method: {"projected" | "direct": [row, ...]}} of the experiments named with ``prefix``; a
+    method has several rows on a side when it ran with different starts (DMCP's `dmcp.start`)."""
+    table: dict[str, dict[str, list[dict]]] = {}
     for name, params, metrics in found:
         if not name.startswith(prefix) or "optimized" not in metrics:
             continue
         method = (params.get("search") or {}).get("method", "autoslim")
+        start = (params.get("dmcp") or {}).get("start", "half") if method == "dmcp" else None
         cost = metrics.get("search_cost") or {}
         optimized = metrics["optimized"]
         row = {
             "experiment": name,
             "method": method,
+            "start": start,
             "side": "direct" if is_direct(params) else "projected",
             "target": (params.get("search") or {}).get("flops"),
             "flops": optimized["flops"],
@@ -49,7 +52,7 @@ def sides(found: list[tuple[str, dict, dict]], prefix: str) -> dict[str, dict[st
             "uniform_top1": (metrics.get("uniform") or {}).get("top1"),
             "optimizer_gmacs": round((cost.get("supernet_train_flops", 0) + cost.get("search_flops", 0)) / 1e9, 1),
         }
-        table.setdefault(method, {})[row["side"]] = row
+        table.setdefault(method, {}).setdefault(row["side"], []).append(row)
     return table
 
 
@@ -67,24 +70,44 @@ def seed_rows(shown: list[dict], names: set[str]) -> list[dict]:
     return rows
 
 
-def markdown(table: dict[str, dict[str, dict]]) -> str:
+def label(row: dict) -> str:
+    name = NAMES.get(row["method"], row["method"])
+    return f"{name}, {row['start']} start" if row["start"] else name
+
+
+def markdown(table: dict[str, dict[str, list[dict]]]) -> str:
     lines = [
         "| optimizer | projected top-1 | direct top-1 | projected - direct [95% CI] | optimizer + search, GMACs (projected / direct) | overhead, direct / projected |",
         "|---|---|---|---|---|---|",
     ]
-    for method, found in table.items():
-        projected, direct = found.get("projected"), found.get("direct")
-        if projected is None or direct is None:
-            continue
-        gain, low, high = welch(projected, direct, projected["seeds"], direct["seeds"])
-        interval = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
-        ratio = direct["optimizer_gmacs"] / max(projected["optimizer_gmacs"], 1e-9)
-        lines.append(
-            f"| {NAMES.get(method, method)} | {projected['top1']:.2f} ± {projected['top1_std'] or 0:.2f} "
-            f"| {direct['top1']:.2f} ± {direct['top1_std'] or 0:.2f} | {gain:+.2f}{interval} "
-            f"| {projected['optimizer_gmacs']:,.1f} / {direct['optimizer_gmacs']:,.1f} | {ratio:.1f}x |"
-        )
+    for found in table.values():
+        for projected, direct in pairs(found):
+            lines.append(row_line(projected, direct))
     return "\n".join(lines) + "\n"
+
+
+def pairs(found: dict[str, list[dict]]) -> list[tuple[dict, dict]]:
+    """Each projected row with the direct row of the same start, else the method's only direct row
+    (the direct side of DMCP ran once, with the official start)."""
+    direct = found.get("direct") or []
+    matched = []
+    for projected in found.get("projected") or []:
+        same = [row for row in direct if row["start"] == projected["start"]] or direct[:1]
+        if same:
+            matched.append((projected, same[0]))
+    return matched
+
+
+def row_line(projected: dict, direct: dict) -> str:
+    gain, low, high = welch(projected, direct, projected["seeds"], direct["seeds"])
+    interval = "" if low is None else f" [{low:+.2f}, {high:+.2f}]"
+    ratio = direct["optimizer_gmacs"] / max(projected["optimizer_gmacs"], 1e-9)
+    side = "" if projected["start"] == direct["start"] else f"; direct: {direct['start']} start"
+    return (
+        f"| {label(projected)}{side} | {projected['top1']:.2f} ± {projected['top1_std'] or 0:.2f} "
+        f"| {direct['top1']:.2f} ± {direct['top1_std'] or 0:.2f} | {gain:+.2f}{interval} "
+        f"| {projected['optimizer_gmacs']:,.1f} / {direct['optimizer_gmacs']:,.1f} | {ratio:.1f}x |"
+    )
 
 
 def main() -> None:
@@ -107,7 +130,7 @@ def main() -> None:
     if not table:
         sys.exit(f"transfer_table: no experiment named {args.prefix}* with evaluate's metrics")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = [row for found in table.values() for row in found.values()]
+    rows = [row for found in table.values() for side in found.values() for row in side]
     with open(args.out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
