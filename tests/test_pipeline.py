@@ -37,7 +37,11 @@ def test_all_stages_write_their_outputs(project):
         "data/search/meta.json",
         "stages/latency/table.json",
         "stages/supernet/supernet.pt",
-        "stages/supernet/curves.csv",
+        "stages/supernet/live/metrics.json",
+        "stages/supernet/live/plots/metrics/max_acc.tsv",
+        "stages/train/optimized/0/live/plots/metrics/val_acc.tsv",
+        "stages/train/random/0/live/plots/metrics/random-1/val_acc.tsv",  # each draw under its name
+        "stages/morphnet/live/plots/metrics/not_trained.tsv",
         "stages/morphnet/network.pt",  # a record that MorphNet did not run (search.method: autoslim)
         "stages/search/trajectory.json",
         "stages/extrapolate/optimized.json",
@@ -61,9 +65,10 @@ def test_all_stages_write_their_outputs(project):
         assert (project / path).is_file(), path
 
 
-def test_dvc_shows_evaluates_headline_as_the_one_metrics_file(project):
-    """`dvc metrics show` (and so `dvc exp show`) has one file: the headline figures, which are
-    the whole report's, rounded; the other stages' records are files to open, not metrics."""
+def test_dvc_metrics_are_evaluates_headline_then_the_trainings_last_epochs(project):
+    """`dvc metrics show` (and so `dvc exp show`) has evaluate's headline figures first (the whole
+    report's, rounded), then each training's live summary: its last epoch and headline figures
+    (what a running experiment shows). The other stages' records are files to open."""
     from slimnet.pipeline.evaluate import headline
 
     result = subprocess.run(
@@ -71,10 +76,18 @@ def test_dvc_shows_evaluates_headline_as_the_one_metrics_file(project):
     )
     shown = json.loads(result.stdout)
     files = {path: entry["data"] for revision in shown.values() for path, entry in revision["data"].items()}
-    assert list(files) == ["stages/evaluate/metrics.json"], list(files)
+    assert list(files)[0] == "stages/evaluate/metrics.json", list(files)
+    live = sorted(path for path in files if path != "stages/evaluate/metrics.json")
+    assert all(path.endswith("/live/metrics.json") for path in live), live
+    assert "stages/supernet/live/metrics.json" in live and "stages/train/uniform/0/live/metrics.json" in live
     # DVC leaves out keys whose value is null (the intervals of a one-seed run).
     expected = {key: value for key, value in headline(load(project, "stages/evaluate/report.json")).items() if value is not None}
     assert files["stages/evaluate/metrics.json"] == expected
+    supernet = files["stages/supernet/live/metrics.json"]
+    assert set(supernet) == {"epoch", "max_acc", "min_acc"} and supernet["epoch"] == TINY["supernet"]["epochs"]
+    trained = files["stages/train/uniform/0/live/metrics.json"]
+    assert trained["val_acc"] == load(project, "stages/train/uniform/0/metrics.json")["val_acc"]
+    assert files["stages/morphnet/live/metrics.json"] == {}  # search.method autoslim: MorphNet did not train
 
 
 def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):

@@ -6,6 +6,8 @@ differently between two runs of the same program, so two unbroken runs differ to
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ from slimnet.datasets.load import load_split
 from slimnet.nn.network import Network
 from slimnet.space.spec import uniform_spec
 from slimnet.training.checkpoint import Checkpoints
+from slimnet.training.live import LiveCurves
 from slimnet.training.recipe import Recipe
 from slimnet.training.scratch import BN_IMAGES, train_network
 from tests.realdata import needs_fashion_mnist, prepare_fashion_slice, train_small_supernet
@@ -97,7 +100,7 @@ def test_from_scratch_training_resumes_from_its_checkpoint(data_dir, tmp_path):
             recipe=recipe,
             checkpoints=Checkpoints(tmp_path, "net"),
             device=torch.device("cpu"),
-            report=Reporter(None),
+            report=Reporter(None, LiveCurves(tmp_path / "live")),  # as the train stage: cleared at each start
             on_epoch=on_epoch,
         )
 
@@ -111,3 +114,7 @@ def test_from_scratch_training_resumes_from_its_checkpoint(data_dir, tmp_path):
     bn_batches = -(-min(len(train_set), BN_IMAGES) // 512)  # BN re-estimation forwards after the epoch
     assert len(record) - 1 == len(train_set) // 64 + bn_batches  # epoch 2 only
     assert summary["val_acc"] == curves[-1]["val_acc"]
+    # The live curves hold both epochs once: the killed run's first (restored), then the second.
+    rows = (tmp_path / "live" / "plots" / "metrics" / "val_acc.tsv").read_text().splitlines()
+    assert rows == ["step\tval_acc", f"1\t{saved['curves'][0]['val_acc']}", f"2\t{curves[1]['val_acc']}"]
+    assert json.loads((tmp_path / "live" / "metrics.json").read_text()) == {"val_acc": curves[1]["val_acc"], "epoch": 2}

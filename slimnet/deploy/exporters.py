@@ -86,7 +86,9 @@ def stable_archive(raw: bytes) -> bytes:
     cleaned = io.BytesIO()
     with zipfile.ZipFile(cleaned, "w", zipfile.ZIP_STORED) as target:
         for name, data in entries:
-            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), stable_id if _is_serialization_id(name) else data)
+            target.writestr(
+                zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), stable_id if _is_serialization_id(name) else data
+            )
     return cleaned.getvalue()
 
 

@@ -156,6 +156,10 @@ def _rounded(metric: str, value: float, exact: bool = False) -> float | int:
 class DMCPSteps(SandwichSteps):
     """A sandwich weight step, then an architecture step on the same batch (module docstring)."""
 
+    @property
+    def headline(self) -> tuple[str, ...]:
+        return ("max_acc", "min_acc", *(f"expected_{term.metric}_ratio" for term in self.terms))
+
     def __init__(
         self,
         *args,

@@ -86,6 +86,8 @@ def train_morphnet(
 class MorphNetSteps(PlainSteps):
     """A plain step whose loss adds the weighted penalty (each rank adds its share, so once over the ranks)."""
 
+    headline = ("val_acc", "alive_cost_ratio")
+
     def __init__(self, *args, regularizer: Regularizer, weight: float, full_cost: float, **kwargs):
         super().__init__(*args, **kwargs)
         self.regularizer, self.weight, self.full_cost = regularizer, weight, full_cost

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.console.errors import SlimnetError
 from slimnet.config import DiagnosticsParams, ModelParams, Params, SupernetParams, TransferParams
+from slimnet.console.errors import SlimnetError
 from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
 from slimnet.datasets.load import fixed_batches, load_split
@@ -68,7 +68,14 @@ def run_alone(
         checkpoints = Checkpoints(CHECKPOINTS / "alone" / name, key)
         with reporter() as report:
             network, _, summary = train_network(
-                network, train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=device, report=report, name=f"{name} alone"
+                network,
+                train_set,
+                val_set,
+                recipe=recipe,
+                checkpoints=checkpoints,
+                device=device,
+                report=report,
+                name=f"{name} alone",
             )
         top1, _ = accuracy(network, evals)
         record[name] = {

@@ -61,17 +61,6 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     atomic.write_text(path, buffer.getvalue())
 
 
-def write_not_selected(network: Path, method: str) -> dict:
-    """What an optimizer's stage writes when search.method selects another: a network file that
-    holds none (readers say so in one line), an empty curves.csv and ``{"enabled": false}``; the
-    same bytes every time, so switching methods back and forth reruns nothing twice."""
-    record = {"enabled": False}
-    atomic.save_torch(network, {"not_trained": f"search.method is {method}"})
-    write_csv(network.parent / "curves.csv", [])
-    atomic.write_json(network.parent / "metrics.json", record)
-    return record
-
-
 def write_timings(stage_dir: Path, timings: dict) -> None:
     """Wall-clock figures of a run, beside (never inside) the stage's DVC outputs: they differ on
     every run, and a tracked file that changes bytes would make DVC rerun what depends on it."""

@@ -32,15 +32,15 @@ from slimnet.pipeline.common import (
     OPTIMIZER_NETWORKS,
     STAGES,
     read_json,
-    write_csv,
-    write_not_selected,
     write_timings,
 )
+from slimnet.pipeline.not_selected import write_not_selected
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 from slimnet.space.channels import ChannelSpace
 from slimnet.space.spec import ArchSpec
 from slimnet.training.checkpoint import Checkpoints, file_sha256, fingerprint
+from slimnet.training.live import LiveCurves
 from slimnet.training.recipe import Recipe
 from slimnet.training.sandwich import load_supernet_file, save_supernet_file
 
@@ -120,8 +120,9 @@ def run_dmcp(
         }
     )
     checkpoints = Checkpoints(CHECKPOINTS / "dmcp", key)
-    with reporter(silent=not world.is_main) as report:
-        chains, curves, summary = train_dmcp(
+    live = LiveCurves(out_dir / "live") if world.is_main else None
+    with reporter(silent=not world.is_main, curves=live) as report:
+        chains, _, summary = train_dmcp(
             network,
             space,
             terms,
@@ -163,7 +164,6 @@ def run_dmcp(
         save_supernet_file(
             out_dir / "network.pt", network, reference, space, method="dmcp", channels=channels, marginals=marginals
         )
-        write_csv(out_dir / "curves.csv", curves)
         atomic.write_json(out_dir / "metrics.json", metrics)
         write_timings(out_dir, timings)
         checkpoints.clear()

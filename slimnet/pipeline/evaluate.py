@@ -19,7 +19,16 @@ from slimnet.deploy.latency_model import LatencyTable, current_device_matches, p
 from slimnet.deploy.measure import Timing, network_latency
 from slimnet.nn.network import Network
 from slimnet.optimizers.trajectory import Trajectory
-from slimnet.pipeline.common import DATA, OPTIMIZER_NETWORKS, STAGES, pick_device, read_json, trained_model, write_csv, write_timings
+from slimnet.pipeline.common import (
+    DATA,
+    OPTIMIZER_NETWORKS,
+    STAGES,
+    pick_device,
+    read_json,
+    trained_model,
+    write_csv,
+    write_timings,
+)
 from slimnet.pipeline.networks import draw_of, trained_states
 from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.ranking import kendall_tau

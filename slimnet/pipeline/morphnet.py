@@ -17,11 +17,13 @@ from slimnet.datasets.load import load_split
 from slimnet.optimizers.morphnet_penalty import layer_costs
 from slimnet.optimizers.morphnet_training import train_morphnet
 from slimnet.parallel.world import SINGLE, World
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_csv, write_not_selected, write_timings
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_timings
+from slimnet.pipeline.not_selected import write_not_selected
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.space.channels import ChannelSpace
 from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.live import LiveCurves
 from slimnet.training.recipe import Recipe
 from slimnet.training.sandwich import build_space, save_supernet_file
 
@@ -64,8 +66,9 @@ def run_morphnet(
         }
     )
     checkpoints = Checkpoints(CHECKPOINTS / "morphnet", key)
-    with reporter(silent=not world.is_main) as report:
-        network, scores, curves, summary = train_morphnet(
+    live = LiveCurves(out_dir / "live") if world.is_main else None
+    with reporter(silent=not world.is_main, curves=live) as report:
+        network, scores, _, summary = train_morphnet(
             space,
             layers,
             train_set,
@@ -84,7 +87,6 @@ def run_morphnet(
     summary = {"enabled": True, **summary, "units": len(space.choices), "train_images": len(train_set)}
     if world.is_main:
         save_supernet_file(out_dir / "network.pt", network, reference, every_count(space), scores=scores, method="morphnet")
-        write_csv(out_dir / "curves.csv", curves)
         atomic.write_json(out_dir / "metrics.json", summary)
         write_timings(out_dir, timings)
         checkpoints.clear()
@@ -94,14 +96,24 @@ def run_morphnet(
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet morphnet`: on this process or on torchrun's ranks; the main rank prints the summary."""
     if p.search.method != "morphnet":
-        print_summary("morphnet", run_morphnet(p.model, p.transfer, p.supernet, p.morphnet, method=p.search.method, device=torch.device("cpu")))
+        print_summary(
+            "morphnet",
+            run_morphnet(p.model, p.transfer, p.supernet, p.morphnet, method=p.search.method, device=torch.device("cpu")),
+        )
         return
     check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"morphnet.batch_size": p.morphnet.batch_size}) as rank:
         if rank is not None:
             world, on = rank
             summary = run_morphnet(
-                p.model, p.transfer, p.supernet, p.morphnet, method=p.search.method, device=on, world=world, sync_bn=p.resources.sync_bn
+                p.model,
+                p.transfer,
+                p.supernet,
+                p.morphnet,
+                method=p.search.method,
+                device=on,
+                world=world,
+                sync_bn=p.resources.sync_bn,
             )
             if world.is_main:
                 print_summary("morphnet", {k: v for k, v in summary.items() if k != "alive"})

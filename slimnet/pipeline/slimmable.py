@@ -31,7 +31,6 @@ from slimnet.pipeline.common import (
     read_json,
     trained_model,
     variant_spec,
-    write_csv,
     write_timings,
 )
 from slimnet.pipeline.selection import extrapolate_budgets, supernet_space
@@ -40,6 +39,7 @@ from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.joint import train_slimmable
+from slimnet.training.live import LiveCurves, write_empty
 from slimnet.training.trained import load_trained, save_slimmable_blob
 
 SLIMMABLE = STAGES / "slimmable"
@@ -85,7 +85,7 @@ def run_slimmable(
 ) -> dict:
     if not slimmable.targets:
         atomic.save_torch(out_dir / "model.pt", save_slimmable_blob(None, []))
-        atomic.write_text(out_dir / "curves.csv", "epoch\n")
+        write_empty(out_dir / "live")
         metrics = {"targets": [], "note": "off: set slimmable.targets (e.g. [4M, 6M, 8M]) to train one network for them"}
         atomic.write_json(out_dir / "metrics.json", metrics)
         return metrics
@@ -103,8 +103,8 @@ def run_slimmable(
         }
     )
     checkpoints = Checkpoints(CHECKPOINTS / "slimmable", key)
-    with reporter() as report:
-        network, curves, summary = train_slimmable(
+    with reporter(curves=LiveCurves(out_dir / "live")) as report:
+        network, _, summary = train_slimmable(
             network,
             train_set,
             val_set,
@@ -119,7 +119,6 @@ def run_slimmable(
     rows = compare_with_individual(network, slimmable.targets, test_set, device, seed=recipe.seeds[0])
     metrics = {"targets": rows, "distill": slimmable.distill, "epochs": recipe.epochs}
     atomic.write_json(out_dir / "metrics.json", metrics)
-    write_csv(out_dir / "curves.csv", curves)
     write_timings(out_dir, {"train_seconds": summary["train_seconds"]})
     checkpoints.clear()
     return {**metrics, "train_seconds": summary["train_seconds"]}

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.console.errors import SlimnetError
 from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams, TransferParams
+from slimnet.console.errors import SlimnetError
 from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable
 from slimnet.optimizers.budgets import Costs, requested, selected_index

@@ -18,13 +18,13 @@ from slimnet.pipeline.common import (
     STAGES,
     SUPERNET_METHODS,
     read_json,
-    write_csv,
-    write_not_selected,
     write_timings,
 )
+from slimnet.pipeline.not_selected import write_not_selected
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.training.checkpoint import Checkpoints
+from slimnet.training.live import LiveCurves
 from slimnet.training.sandwich import build_space, save_supernet_file, supernet_key, train_supernet
 
 
@@ -52,9 +52,12 @@ def run_supernet(
     recipe = supernet
     calib = fixed_batches(train_set, supernet.eval_images, 512, recipe.seed)
     evals = world.share_batches(fixed_batches(val_set, supernet.eval_images, 512, recipe.seed))
-    checkpoints = Checkpoints(CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set), supernet.dropout))
-    with reporter(silent=not world.is_main) as report:
-        network, curves, summary = train_supernet(
+    checkpoints = Checkpoints(
+        CHECKPOINTS / "supernet", supernet_key(reference, space, recipe, supernet.samples, len(train_set), supernet.dropout)
+    )
+    live = LiveCurves(out_dir / "live") if world.is_main else None
+    with reporter(silent=not world.is_main, curves=live) as report:
+        network, _, summary = train_supernet(
             space,
             train_set,
             calib,
@@ -74,7 +77,6 @@ def run_supernet(
     if not world.is_main:
         return {**summary, **timings}
     save_supernet_file(out_dir / "supernet.pt", network, reference, space)
-    write_csv(out_dir / "curves.csv", curves)
     atomic.write_json(out_dir / "metrics.json", summary)
     write_timings(out_dir, timings)
     checkpoints.clear()
@@ -85,7 +87,9 @@ def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet supernet`: on this process or on torchrun's ranks, each running the
     command line ``relaunch``; the main rank prints the summary."""
     if p.search.method not in SUPERNET_METHODS:
-        print_summary("supernet", run_supernet(p.model, p.transfer, p.supernet, device=torch.device("cpu"), method=p.search.method))
+        print_summary(
+            "supernet", run_supernet(p.model, p.transfer, p.supernet, device=torch.device("cpu"), method=p.search.method)
+        )
         return
     check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"supernet.batch_size": p.supernet.batch_size}) as rank:

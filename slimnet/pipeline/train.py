@@ -14,10 +14,11 @@ from slimnet.console.progress import reporter
 from slimnet.datasets.load import load_split
 from slimnet.nn.network import Network
 from slimnet.parallel.world import SINGLE, World
-from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_csv, write_timings
+from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, VARIANTS, write_timings
 from slimnet.pipeline.networks import trained_blob, variant_specs
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.training.checkpoint import Checkpoints, fingerprint
+from slimnet.training.live import LiveCurves
 from slimnet.training.scratch import train_network
 
 
@@ -42,7 +43,9 @@ def run_train(
     specs = variant_specs(variant)  # one network, or (random) one per draw, each trained with this seed
     train_set = load_split(DATA / "full" / "train.pt", device)
     val_set = load_split(DATA / "full" / "val.pt", device)
-    trained, summaries, rows, timings = {}, {}, [], {}
+    trained, summaries, timings = {}, {}, {}
+    target = out_dir / variant / str(seed)
+    live = LiveCurves(target / "live", nested=variant == "random") if world.is_main else None
     checkpoints = []
     for name, spec in specs.items():
         torch.manual_seed(recipe.seed)  # same initialization stream for every network
@@ -50,8 +53,8 @@ def run_train(
         run_key = fingerprint({"spec": spec.model_dump(mode="json"), "recipe": recipe.recipe_fields(), "train": len(train_set)})
         # Kept until every network of the stage is trained: a rerun after a kill skips finished draws.
         checkpoints.append(Checkpoints(CHECKPOINTS / "train" / variant / str(seed), run_key))
-        with reporter(silent=not world.is_main) as report:
-            model, curves, summary = train_network(
+        with reporter(silent=not world.is_main, curves=live) as report:
+            model, _, summary = train_network(
                 model,
                 train_set,
                 val_set,
@@ -66,16 +69,13 @@ def run_train(
         timings[name] = {key: summary.pop(key) for key in ("train_seconds", "allreduce_seconds") if key in summary}
         trained[name] = (spec, {k: v.cpu() for k, v in model.state_dict().items()})
         summaries[name] = summary
-        rows += [{"network": name, **row} if variant == "random" else row for row in curves]
     # One network: its figures as they always were; random: each draw's under its name.
     result = {name: {**summaries[name], **timings[name]} for name in specs}
     if variant != "random":
         summaries, timings, result = summaries[variant], timings[variant], result[variant]
     if not world.is_main:
         return result
-    target = out_dir / variant / str(seed)
     atomic.save_torch(target / "model.pt", trained_blob(trained, variant))
-    write_csv(target / "curves.csv", rows)
     atomic.write_json(target / "metrics.json", summaries)
     write_timings(target, timings)
     for done in checkpoints:

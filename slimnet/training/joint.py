@@ -84,6 +84,10 @@ class JointSteps(Steps):
     """Every width on every batch (:func:`slimmable_step`); after an epoch, each width's BNs
     re-estimated and every width evaluated on the same held-out batches."""
 
+    @property
+    def headline(self) -> tuple[str, ...]:
+        return tuple(f"val_acc_{width}" for width in range(len(self.model.widths)))
+
     def __init__(
         self, model: SlimmableNetwork, train_set, val_set, *, recipe: Recipe, loop: Loop, distill: bool, device: torch.device
     ):

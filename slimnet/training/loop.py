@@ -25,6 +25,7 @@ class Steps:
     supernet's configuration draws), checkpointed under their keys before the data order's."""
 
     generators: dict[str, torch.Generator] = {}
+    headline: tuple[str, ...] = ()  # the curve row's figures `dvc exp show` shows while it runs
 
     def begin_epoch(self) -> None:
         """Before an epoch's first step (reset the loss sums)."""
@@ -93,6 +94,7 @@ class Loop:
             steps.restore_totals(state)
             start_epoch, curves, seconds = state["epoch"], state["curves"], state["seconds"]
             report.line(f"{name}: resuming after epoch {start_epoch}/{recipe.epochs}")
+        report.epochs(curves, steps.headline, name)  # the live curves restart with what the checkpoint holds
         for epoch in range(start_epoch, recipe.epochs):
             started = time.perf_counter()
             steps.begin_epoch()
@@ -117,6 +119,7 @@ class Loop:
             row, text = steps.record(epoch, evaluation)
             curves.append(row)
             report.line(f"{name} epoch {epoch + 1}/{recipe.epochs}: {text} ({time.perf_counter() - started:.1f}s)")
+            report.epochs([row], steps.headline, name)
             if world.is_main:
                 self.checkpoints.save(
                     {

@@ -186,6 +186,8 @@ class SandwichSteps(Steps):
     (``recipe.seed``, checkpointed as ``generator``), the data order from ``recipe.seed + 1``.
     Counts the training multiply-accumulates (``train_flops``), which a resumed run continues."""
 
+    headline = ("max_acc", "min_acc")
+
     def __init__(
         self,
         network: Network,

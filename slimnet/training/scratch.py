@@ -57,6 +57,8 @@ def train_network(
 class PlainSteps(Steps):
     """One network, one loss per step (its share of the global batch's mean)."""
 
+    headline = ("val_acc",)
+
     def __init__(
         self, model: nn.Module, train_set, val_set, *, recipe: Recipe, loop: Loop, reducer: GradientReducer, device, world: World
     ):
