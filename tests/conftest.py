@@ -45,3 +45,22 @@ def project(pipeline_base, tmp_path_factory):
     from tests.pipeline_project import copy_project
 
     return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
+
+
+# The order test files reach the xdist workers (pyproject: --dist loadfile --no-loadscope-reorder):
+# the file that builds the shared tiny project first, so one worker builds it while the other
+# runs the files that do not need it, and the files that copy it last, longest first.
+_PIPELINE_TAIL = ("test_pipeline_reruns.py", "test_pipeline_dmcp.py", "test_pipeline_morphnet.py", "test_pipeline_diagnostics.py")
+
+
+def _file_rank(item: pytest.Item) -> tuple[int, int]:
+    name = item.path.name
+    if name == "test_pipeline.py":
+        return (0, 0)
+    if name in _PIPELINE_TAIL:
+        return (2, _PIPELINE_TAIL.index(name))
+    return (1, 0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_file_rank)  # stable: within a rank, files and tests keep their collected order
