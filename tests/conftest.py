@@ -49,18 +49,26 @@ def project(pipeline_base, tmp_path_factory):
 
 # The order test files reach the xdist workers (pyproject: --dist loadfile --no-loadscope-reorder):
 # the file that builds the shared tiny project first, so one worker builds it while the other
-# runs the files that do not need it, and the files that copy it last, longest first.
-_PIPELINE_TAIL = ("test_pipeline_reruns.py", "test_pipeline_dmcp.py", "test_pipeline_morphnet.py", "test_pipeline_diagnostics.py")
-
-
-def _file_rank(item: pytest.Item) -> tuple[int, int]:
-    name = item.path.name
-    if name == "test_pipeline.py":
-        return (0, 0)
-    if name in _PIPELINE_TAIL:
-        return (2, _PIPELINE_TAIL.index(name))
-    return (1, 0)
+# runs the other slow files; then the files that copy the project, longest first; the fast files
+# last, filling whatever one worker has left when the other is done.
+_PIPELINE_COPIES = (
+    "test_pipeline_dmcp.py",
+    "test_pipeline_morphnet.py",
+    "test_pipeline_reruns.py",
+    "test_pipeline_slimmable.py",
+    "test_pipeline_diagnostics.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=_file_rank)  # stable: within a rank, files and tests keep their collected order
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        if name == "test_pipeline.py":
+            return (0, 0)
+        if name in _PIPELINE_COPIES:
+            return (2, _PIPELINE_COPIES.index(name))
+        return (1, 0) if item.path in slow_files else (3, 0)
+
+    items.sort(key=rank)  # stable: within a rank, files and tests keep their collected order
