@@ -52,8 +52,7 @@ def project(pipeline_base, tmp_path_factory):
 # runs the other slow files; then the files that copy the project, longest first; the fast files
 # last, filling whatever one worker has left when the other is done.
 _PIPELINE_COPIES = (
-    "test_pipeline_dmcp.py",
-    "test_pipeline_morphnet.py",
+    "test_pipeline_optimizers.py",
     "test_pipeline_reruns.py",
     "test_pipeline_slimmable.py",
     "test_pipeline_diagnostics.py",

@@ -1,0 +1,115 @@
+"""MorphNet and DMCP through the tiny project's pipeline (tests/pipeline_project.py): each runs
+it in turn, and switching back to AutoSlim restores AutoSlim's outputs from DVC's run-cache."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.pipeline_project import (
+    SWITCHED_STAGES,
+    TINY,
+    changed_stages,
+    dvc,
+    load,
+    out_hashes,
+    set_params,
+)
+from tests.realdata import needs_fashion_mnist
+
+pytestmark = [needs_fashion_mnist, pytest.mark.slow]
+
+
+def test_morphnet_then_dmcp_run_the_pipeline_and_switching_back_restores_autoslims_outputs(project):
+    """One switch back serves both optimizers (a repro round and a project copy fewer than a test each)."""
+    before = {stage: out_hashes(project, stage) for stage in SWITCHED_STAGES}
+    assert load(project, "stages/morphnet/metrics.json") == {"enabled": False}
+    assert load(project, "stages/dmcp/metrics.json") == {"enabled": False}
+    try:
+        run_morphnet(project)
+        run_dmcp(project, before)
+    finally:
+        set_params(project, {"search": {"method": "autoslim", "flops": TINY["search"]["flops"], "latency": None}})
+        set_params(project, {"train": {"variants": TINY["train"]["variants"]}})
+        log = dvc(project, "repro")
+    # Switching back restores every AutoSlim output from DVC's run-cache, byte for byte, without training.
+    assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
+    assert {stage: out_hashes(project, stage) for stage in SWITCHED_STAGES} == before
+    assert changed_stages(dvc(project, "status")) == []
+
+
+def run_morphnet(project) -> None:
+    """search.method: morphnet trains MorphNet's network instead of the supernet and searches it by
+    thresholds, and a budget change after it reruns extrapolate onward only."""
+    set_params(project, {"search": {"method": "morphnet"}})
+    # The optimizers' stages, the search and what reads search.method; not the data or the latency table.
+    assert set(changed_stages(dvc(project, "status"))) == {
+        "supernet",
+        "morphnet",
+        "dmcp",
+        "search",
+        "extrapolate",
+        "stability",
+    }
+    set_params(project, {"train": {"variants": ["optimized", "uniform"]}})  # the draws' trainings are not this test's
+    log = dvc(project, "repro")
+    assert "Running stage 'morphnet'" in log and "Running stage 'project'" not in log, log
+    morphnet = load(project, "stages/morphnet/metrics.json")
+    assert morphnet["enabled"] and morphnet["train_flops"] > 0
+    assert load(project, "stages/supernet/metrics.json") == {"enabled": False}
+    trajectory = load(project, "stages/search/trajectory.json")
+    assert trajectory["method"] == "morphnet" and len(trajectory["points"]) > 10
+    assert all(a["flops"] > b["flops"] for a, b in zip(trajectory["points"], trajectory["points"][1:]))
+    summary = load(project, "stages/extrapolate/summary.json")
+    assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01
+    assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("MorphNet step")
+    report = load(project, "stages/evaluate/report.json")
+    assert report["search_cost"]["supernet_train_flops"] == morphnet["train_flops"]  # the optimizer's training
+    assert 10.0 < report["optimized"]["top1"] <= 100.0
+    set_params(project, {"search": {"flops": "6M"}})
+    # The search is target-independent (dmcp and stability only rewrite their records).
+    assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
+
+
+def run_dmcp(project, before: dict) -> None:
+    """dmcp trains the supernet on with the Markov chains towards the budget, extrapolate carries
+    its decided point, and a budget change reruns dmcp (its search reads the budget); a latency
+    budget binds through the latency table, one out of reach stops it in one line."""
+    set_params(project, {"search": {"method": "dmcp", "flops": TINY["search"]["flops"]}})
+    log = dvc(project, "repro")
+    assert "Running stage 'dmcp'" in log, log
+    # search.method is a param of the supernet stage (MorphNet skips it): it reruns for DMCP, to the same bytes.
+    assert out_hashes(project, "supernet") == before["supernet"]
+    dmcp = load(project, "stages/dmcp/metrics.json")
+    assert dmcp["enabled"] and dmcp["searched_for"] == {"flops": "8M"}
+    assert dmcp["train_flops"] == dmcp["supernet_train_flops"] + dmcp["dmcp_train_flops"]
+    trajectory = load(project, "stages/search/trajectory.json")
+    assert trajectory["method"] == "dmcp" and len(trajectory["points"]) == 2
+    assert trajectory["points"][1]["channels"] == torch.load(project / "stages/dmcp/network.pt", weights_only=False)["channels"]
+    summary = load(project, "stages/extrapolate/summary.json")
+    assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01 and summary["selected_step"] == 1
+    assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("DMCP step 1")
+    report = load(project, "stages/evaluate/report.json")
+    assert report["search_cost"]["supernet_train_flops"] == dmcp["train_flops"]
+    set_params(project, {"search": {"flops": "6M"}})
+    assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
+    # A latency budget out of reach stops in one line naming the range; one within it binds
+    # through the latency table (the full network's predicted ms of the carried widths).
+    set_params(project, {"search": {"flops": None, "latency": "5000ms"}})
+    failed = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
+    assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "search.latency" in failed.stderr, failed.stderr
+    assert load(project, "stages/dmcp/metrics.json") == dmcp  # nothing written
+    low, high = (float(ms) for ms in re.findall(r"choose between ([0-9.]+)ms and ([0-9.]+)ms", failed.stderr)[0])
+    target = round((low + high) / 2, 3)
+    set_params(project, {"search": {"flops": None, "latency": f"{target}ms"}})
+    ran = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    dmcp = load(project, "stages/dmcp/metrics.json")
+    # One epoch of the tiny problem: the wiring (a target in ms, the chains' ms within the space's
+    # range); that DMCP pulls the predicted ms to the target is tests/test_dmcp.py's.
+    assert dmcp["targets"] == {"latency": pytest.approx(target)} and low <= dmcp["expected"]["latency"] <= high
+    assert dmcp["reached"]["latency"] == pytest.approx(dmcp["expected"]["latency"] / target, abs=1e-3)
