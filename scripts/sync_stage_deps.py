@@ -4,8 +4,7 @@ tests/test_stage_deps.py checks). Run after adding or moving imports:
     python scripts/sync_stage_deps.py
 
 Only the `- slimnet/...` lines of each stage's deps change; comments and other deps stay.
-A bottom layer the stage touches, or a sub-package whose every file it runs, is listed as its
-folder (tests/test_stage_deps.py: short_deps).
+A sub-package is listed as its folder when the stage runs every Python file in it.
 """
 
 from __future__ import annotations
@@ -17,7 +16,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_stage_deps import command_closure, short_deps  # noqa: E402
+from test_stage_deps import command_closure, has_code  # noqa: E402
+
+
+def packages() -> list[Path]:
+    """slimnet's sub-packages, outer before inner."""
+    found = [p.parent for p in (REPO / "slimnet").rglob("__init__.py") if p.parent != REPO / "slimnet"]
+    return sorted(found, key=lambda p: (len(p.parts), p.as_posix()))
+
+
+def listed(files: set[str]) -> list[str]:
+    """The stage's files, with each sub-package whose every Python file is among them listed as a folder."""
+    entries = set(files)
+    collapsed: list[Path] = []
+    for folder in packages():
+        if any(outer in folder.parents for outer in collapsed):
+            continue
+        inside = {p.relative_to(REPO).as_posix() for p in folder.rglob("*.py") if p.name != "__init__.py" or has_code(p)}
+        if inside and inside <= files:
+            entries = (entries - inside) | {folder.relative_to(REPO).as_posix()}
+            collapsed.append(folder)
+    return sorted(entries)
 
 
 def main() -> None:
@@ -31,7 +50,7 @@ def main() -> None:
             indent = line[: line.index("-")]
             while i < len(text) and re.match(r"^\s+- slimnet/", text[i]):
                 i += 1
-            out.extend(f"{indent}- {dep}\n" for dep in short_deps(command_closure(command)))
+            out.extend(f"{indent}- {dep}\n" for dep in listed(command_closure(command)))
             continue
         out.append(line)
         i += 1

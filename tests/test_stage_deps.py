@@ -1,15 +1,10 @@
-"""Each DVC stage lists the slimnet code it runs: its deps are its import closure, written short.
+"""Each DVC stage lists exactly the slimnet code it runs: its deps equal its import closure.
 
 A file missing from a stage's deps means an edit to it does not rerun the stage (stale
 results); a file listed but never imported reruns it for nothing. The closure is static (every
 import in a module, function-level ones too, so lazily imported code counts) and starts from
 what `python -m slimnet <command>` runs: the entry modules and the stage's own command in
 cli.py, whose lazy imports name the stage's pipeline module.
-
-Written short: a stage that runs any module of a bottom layer (WHOLE_LAYERS) lists the layer's
-folder, and any other sub-package whose every file it runs is listed as its folder too. The
-training, optimizer, deployment and pipeline modules stay file by file, so an edit to one
-optimizer, one stage's printing or the export code reruns only the stages that run it.
 """
 
 from __future__ import annotations
@@ -22,11 +17,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "slimnet"
-# The bottom layers: small, stable, and used by most stages. Listing each as one folder keeps
-# dvc.yaml readable; an edit inside one reruns the few stages that use the layer but not that
-# file (safe: never a stage left stale). deploy/ is not here: a stage that reruns for it and
-# measures latency writes new timings, which would rerun everything after it.
-WHOLE_LAYERS = ("console", "datasets", "nn", "parallel", "space", "stats")
 # Imported by cli.main() only for `python -m slimnet arch ...`: never part of a stage's run.
 ARCH_TOOLS = "slimnet/pipeline/arch_tools.py"
 
@@ -96,33 +86,6 @@ def command_closure(command: str) -> set[str]:
     return {p.relative_to(REPO).as_posix() for p in files} - {ARCH_TOOLS}
 
 
-def python_files(folder: Path) -> set[str]:
-    return {p.relative_to(REPO).as_posix() for p in folder.rglob("*.py") if p.name != "__init__.py" or has_code(p)}
-
-
-def sub_packages() -> list[Path]:
-    """slimnet's sub-packages, outer before inner."""
-    found = [p.parent for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE]
-    return sorted(found, key=lambda p: (len(p.parts), p.as_posix()))
-
-
-def short_deps(files: set[str]) -> list[str]:
-    """A closure written short: each bottom layer it touches and each sub-package it runs whole
-    as its folder, every other file by name."""
-    entries = set(files)
-    for layer in WHOLE_LAYERS:
-        if any(f.startswith(f"slimnet/{layer}/") for f in files):
-            entries = {f for f in entries if not f.startswith(f"slimnet/{layer}/")} | {f"slimnet/{layer}"}
-    for folder in sub_packages():
-        name = folder.relative_to(REPO).as_posix()
-        if any(name == e or name.startswith(e + "/") for e in entries):
-            continue  # already listed, or inside a listed folder
-        inside = python_files(folder)
-        if inside and inside <= entries:
-            entries = (entries - inside) | {name}
-    return sorted(entries)
-
-
 def _matrix_values(values, params: dict) -> list:
     """A matrix axis: a list, or `${section.key}` naming a list in params.yaml."""
     if isinstance(values, str) and values.startswith("${") and values.endswith("}"):
@@ -153,17 +116,17 @@ def stages() -> dict[str, dict]:
     return expanded
 
 
-def code_deps(stage: dict) -> list[str]:
-    """The slimnet files and folders a stage lists, in order."""
-    return [dep for dep in stage.get("deps", []) if dep.startswith("slimnet")]
-
-
-def expanded(deps: list[str]) -> set[str]:
-    """Listed deps with each folder expanded to the Python files inside."""
+def code_deps(stage: dict) -> set[str]:
+    """The slimnet files a stage lists, directories expanded to the Python files inside."""
     files = set()
-    for dep in deps:
+    for dep in stage.get("deps", []):
         path = REPO / dep
-        files |= python_files(path) if path.is_dir() else {dep}
+        if not dep.startswith("slimnet"):
+            continue
+        if path.is_dir():
+            files |= {p.relative_to(REPO).as_posix() for p in path.rglob("*.py") if p.name != "__init__.py" or has_code(p)}
+        else:
+            files.add(dep)
     return files
 
 
@@ -174,25 +137,12 @@ def slimnet_command(stage: dict) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(stages()))
-def test_stage_deps_are_the_code_it_runs_written_short(name):
+def test_stage_deps_equal_the_code_it_runs(name):
     stage = stages()[name]
     needed = command_closure(slimnet_command(stage))
     listed = code_deps(stage)
-    assert not needed - expanded(listed), f"{name} runs code its deps do not list: {sorted(needed - expanded(listed))}"
-    # Beyond the closure only whole bottom layers; and nothing longer than needed.
-    assert listed == short_deps(needed), f"{name}: run `python scripts/sync_stage_deps.py`"
-
-
-def test_short_deps_list_a_touched_bottom_layer_whole_and_other_files_by_name():
-    files = {"slimnet/cli.py", "slimnet/space/flops.py", "slimnet/optimizers/autoslim.py"}
-    deps = short_deps(files)
-    assert deps == ["slimnet/cli.py", "slimnet/optimizers/autoslim.py", "slimnet/space"]
-    assert files <= expanded(deps) and "slimnet/space/limits.py" in expanded(deps)
-    assert "slimnet/stats" not in short_deps({"slimnet/cli.py"})
-    # Not a bottom layer: listed as its folder only when every file of it runs.
-    every_training_file = python_files(PACKAGE / "training")
-    assert short_deps(every_training_file) == ["slimnet/training"]
-    assert "slimnet/training" not in short_deps(every_training_file - {"slimnet/training/live.py"})
+    assert not needed - listed, f"{name} runs code its deps do not list: {sorted(needed - listed)}"
+    assert not listed - needed, f"{name} lists code it never runs: {sorted(listed - needed)}"
 
 
 def test_arch_tools_rerun_no_stage():
