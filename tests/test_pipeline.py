@@ -15,7 +15,11 @@ import torch
 import yaml
 
 from tests.pipeline_project import (
+    BUDGET,
+    BUDGET_FLOPS,
     NETWORKS,
+    OTHER_BUDGET,
+    OTHER_BUDGET_FLOPS,
     REPO,
     TINY,
     changed_stages,
@@ -101,14 +105,14 @@ def test_specs_match_the_target_flops_and_every_network_is_evaluated(project):
     specs.update({name: ArchSpec.model_validate(spec) for name, spec in draws.items()})
     assert specs["random-0"].channels != specs["random-1"].channels
     flops = {v: spec.cost().flops for v, spec in specs.items()}
-    assert abs(flops["optimized"] / 8e6 - 1) <= 0.01, flops
+    assert abs(flops["optimized"] / BUDGET_FLOPS - 1) <= 0.01, flops
     for name in NETWORKS[1:]:
         assert abs(flops[name] / flops["optimized"] - 1) <= 0.01, (name, flops)
     # One channel grid for every network, recorded.
     summary = load(project, "stages/extrapolate/summary.json")
     assert summary["divisor_fallback"] == (summary["divisor"] != 8)
     for name, spec in specs.items():
-        assert spec.resolution == 28 and spec.depth == (1, 2, 3, 4, 3, 3, 1)  # the full network
+        assert spec.resolution == TINY["data"]["resolution"] and spec.depth == (1, 2, 3, 4, 3, 3, 1)  # the full network
         assert all(c % summary["divisor"] == 0 for c in spec.channels.values()), name
         assert f"channels in multiples of {summary['divisor']}" in spec.note, spec.note
         assert summary[name]["flops"] == flops[name]
@@ -195,7 +199,7 @@ def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
     instead of training them: the trainings' reruns are the new-seed test's.)"""
     upstream = ("scan", "data", "project", "latency", "supernet", "search")
     assert changed_stages(dvc(project, "status")) == []
-    set_params(project, {"search": {"flops": "6M"}})
+    set_params(project, {"search": {"flops": OTHER_BUDGET}})
     try:
         status = dvc(project, "status")  # lists the stages whose own deps changed
         # dmcp searches for the budget and stability selects its point: both read it too (not
@@ -205,7 +209,7 @@ def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
         for stage in upstream[1:]:
             assert f"Stage '{stage}' didn't change, skipping" in log, log
         assert "Running stage 'extrapolate'" in log, log
-        assert abs(load(project, "stages/extrapolate/summary.json")["optimized"]["flops"] / 6e6 - 1) <= 0.01
+        assert abs(load(project, "stages/extrapolate/summary.json")["optimized"]["flops"] / OTHER_BUDGET_FLOPS - 1) <= 0.01
         stale = changed_stages(dvc(project, "status"))
         trainings = [f"train@{variant}-0" for variant in TINY["train"]["variants"]]
         assert set(trainings) <= set(stale) and not set(stale) & set(upstream), stale
@@ -213,7 +217,7 @@ def test_a_new_target_reruns_only_extrapolate_and_what_it_feeds(project):
     finally:
         set_params(project, {"search": {"flops": TINY["search"]["flops"]}})
         dvc(project, "repro", "extrapolate", "stability")
-    assert changed_stages(dvc(project, "status")) == []  # the 8M networks again, byte for byte
+    assert changed_stages(dvc(project, "status")) == []  # the first budget's networks again, byte for byte
 
 
 def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
@@ -252,7 +256,7 @@ def test_several_budgets_on_the_real_trajectory_and_latency_table(project):
 
 def test_impossible_budgets_fail_at_extrapolate_naming_the_binding_one_and_writing_nothing(project, tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["search"].update({"flops": "8M", "params": "1K"})
+    params["search"].update({"flops": BUDGET, "params": "1K"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     before = {p: p.read_bytes() for p in (project / "stages/extrapolate").iterdir()}
     result = subprocess.run(
@@ -288,7 +292,7 @@ def test_a_budget_for_a_larger_network_says_what_this_one_costs_and_names_a_pres
     assert result.returncode == 2, result.stdout + result.stderr
     line = result.stderr.strip()
     assert "\n" not in line and line.startswith("error: search.flops: 200M is above what the search covered"), line
-    assert "the configured network, mobilenet_v2 0.35x at 28 px, costs " in line, line
+    assert f"the configured network, mobilenet_v2 0.35x at {TINY['data']['resolution']} px, costs " in line, line
     assert "presets/imagenet-mobilenet_v2.yaml (mobilenet_v2 1x at 224 px: 301M)" in line, line
 
 

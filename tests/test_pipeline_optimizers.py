@@ -11,6 +11,9 @@ import pytest
 import torch
 
 from tests.pipeline_project import (
+    BUDGET,
+    BUDGET_FLOPS,
+    OTHER_BUDGET,
     SWITCHED_STAGES,
     TINY,
     changed_stages,
@@ -65,12 +68,12 @@ def run_morphnet(project) -> None:
     assert trajectory["method"] == "morphnet" and len(trajectory["points"]) > 10
     assert all(a["flops"] > b["flops"] for a, b in zip(trajectory["points"], trajectory["points"][1:]))
     summary = load(project, "stages/extrapolate/summary.json")
-    assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01
+    assert abs(summary["optimized"]["flops"] / BUDGET_FLOPS - 1) <= 0.01
     assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("MorphNet step")
     report = load(project, "stages/evaluate/report.json")
     assert report["search_cost"]["supernet_train_flops"] == morphnet["train_flops"]  # the optimizer's training
     assert 10.0 < report["optimized"]["top1"] <= 100.0
-    set_params(project, {"search": {"flops": "6M"}})
+    set_params(project, {"search": {"flops": OTHER_BUDGET}})
     # The search is target-independent (dmcp and stability only rewrite their records).
     assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
 
@@ -85,17 +88,17 @@ def run_dmcp(project, before: dict) -> None:
     # search.method is a param of the supernet stage (MorphNet skips it): it reruns for DMCP, to the same bytes.
     assert out_hashes(project, "supernet") == before["supernet"]
     dmcp = load(project, "stages/dmcp/metrics.json")
-    assert dmcp["enabled"] and dmcp["searched_for"] == {"flops": "8M"}
+    assert dmcp["enabled"] and dmcp["searched_for"] == {"flops": BUDGET}
     assert dmcp["train_flops"] == dmcp["supernet_train_flops"] + dmcp["dmcp_train_flops"]
     trajectory = load(project, "stages/search/trajectory.json")
     assert trajectory["method"] == "dmcp" and len(trajectory["points"]) == 2
     assert trajectory["points"][1]["channels"] == torch.load(project / "stages/dmcp/network.pt", weights_only=False)["channels"]
     summary = load(project, "stages/extrapolate/summary.json")
-    assert abs(summary["optimized"]["flops"] / 8e6 - 1) <= 0.01 and summary["selected_step"] == 1
+    assert abs(summary["optimized"]["flops"] / BUDGET_FLOPS - 1) <= 0.01 and summary["selected_step"] == 1
     assert load(project, "stages/extrapolate/optimized.json")["note"].startswith("DMCP step 1")
     report = load(project, "stages/evaluate/report.json")
     assert report["search_cost"]["supernet_train_flops"] == dmcp["train_flops"]
-    set_params(project, {"search": {"flops": "6M"}})
+    set_params(project, {"search": {"flops": OTHER_BUDGET}})
     assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
     # A latency budget out of reach stops in one line naming the range; one within it binds
     # through the latency table (the full network's predicted ms of the carried widths).
