@@ -132,6 +132,20 @@ def test_show_writes_budgets_as_params_yaml_does():
     assert show("flops", 6_000_000) == "6M"
 
 
+def test_a_latency_bound_is_rounded_towards_the_inside_of_the_range():
+    from slimnet.config import parse_duration_ms
+
+    # Rounding at 3 decimals and then printing 3 significant digits wrote 3.3401 "up" as 3.34ms and
+    # 1234.5 "up" as 1.23e+03ms: lower bounds below what the search reached.
+    assert show("latency", 3.3401, "up") == "3.35ms" and show("latency", 1234.5, "up") == "1240ms"
+    assert show("latency", 3.3441, "up") == "3.35ms" and show("latency", 3.3441, "down") == "3.34ms"
+    assert show("latency", 3.3449) == "3.34ms" and show("latency", 12.0, "up") == "12ms"
+    assert show("latency", 0.0123456, "up") == "12.4us" and show("latency", 999.6, "up") == "1000ms"
+    for ms in (0.0421, 0.0999, 0.1, 0.10049, 1.0, 3.3441, 9.995, 57.123, 123.45, 1234.5):
+        assert parse_duration_ms(show("latency", ms, "up")) >= ms - 1e-12, ms
+        assert parse_duration_ms(show("latency", ms, "down")) <= ms + 1e-12, ms
+
+
 # --- one budget (what transfer.extrapolate's single-target tests checked, on the pipeline's path) ---
 
 

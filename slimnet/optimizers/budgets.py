@@ -66,10 +66,22 @@ def requested(targets: object) -> list[Budget]:
 def show(metric: str, value: float, rounding: Literal["nearest", "up", "down"] = "nearest") -> str:
     """A budget's value as params.yaml writes it: 6M, 300K, 5.2ms, 4.1MB."""
     if metric == "latency":
-        scaled = {"nearest": round, "up": math.ceil, "down": math.floor}[rounding](value * 1000) / 1000
-        return f"{scaled:.3g}ms" if scaled >= 0.1 else f"{scaled * 1000:.3g}us"
+        return _duration(value, rounding)
     text = format_size(value, rounding)
     return text + "B" if metric == "memory" else text
+
+
+def _duration(ms: float, rounding: Literal["nearest", "up", "down"]) -> str:
+    """Three significant digits, rounded in ``rounding``'s direction at the digit printed (so a
+    printed lower bound is never below the true one): 3.3441 up -> 3.35ms, down -> 3.34ms."""
+    unit, value = ("ms", ms) if ms >= 0.1 else ("us", ms * 1000)
+    if value <= 0:
+        return f"0{unit}"
+    exponent = math.floor(math.log10(value)) - 2
+    # round(.., 9): 5.24 / 0.01 is 523.99999..., which must count as 524 whatever the direction.
+    count = {"nearest": round, "up": math.ceil, "down": math.floor}[rounding](round(value / 10.0**exponent, 9))
+    text = f"{count * 10.0**exponent:.{max(0, -exponent)}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + unit
 
 
 class Costs:
