@@ -47,27 +47,41 @@ def project(pipeline_base, tmp_path_factory):
     return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
 
 
-# The order test files reach the xdist workers (pyproject: --dist loadfile --no-loadscope-reorder):
-# the file that builds the shared tiny project first, so one worker builds it while the other
-# runs the other slow files; then the files that copy the project, longest first; the fast files
-# last, filling whatever one worker has left when the other is done.
+# The order test files reach the xdist workers (pyproject: --dist loadfile --no-loadscope-reorder).
+# xdist hands a worker its next file as soon as it has two tests or fewer left, so a worker that
+# starts a one-test file queues the next file behind it at once. The order:
+# 1. the file that builds the shared tiny project;
+# 2. slow files that take about as long as the build, for the other worker meanwhile;
+# 3. the files that copy the project, longest first, each followed by a quick many-test file,
+#    so the file a worker queues behind a long copy is a quick one and the other worker takes
+#    the next copy (measured 2026-12-06: without the quick files one worker queued two copies,
+#    ran 176 s after the other was done, and the suite took 9 min 32 s);
+# 4. the other slow files, then the fast ones, filling the end on both workers.
+_BUILDER = "test_pipeline.py"
+_BESIDE_THE_BUILD = ("test_ddp.py", "test_search_resume.py", "test_search.py", "test_data_stages.py", "test_cpu_conv_bug.py")
 _PIPELINE_COPIES = (
     "test_pipeline_optimizers.py",
     "test_pipeline_reruns.py",
-    "test_pipeline_slimmable.py",
     "test_pipeline_diagnostics.py",
+    "test_pipeline_slimmable.py",
 )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    files = list(dict.fromkeys(item.path for item in items))  # in collected order
+    by_name = {path.name: path for path in files}
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    tests = {path: sum(item.path == path for item in items) for path in files}
 
-    def rank(item: pytest.Item) -> tuple[int, int]:
-        name = item.path.name
-        if name == "test_pipeline.py":
-            return (0, 0)
-        if name in _PIPELINE_COPIES:
-            return (2, _PIPELINE_COPIES.index(name))
-        return (1, 0) if item.path in slow_files else (3, 0)
+    def named(names: tuple[str, ...]) -> list[Path]:
+        return [by_name[name] for name in names if name in by_name]
 
-    items.sort(key=rank)  # stable: within a rank, files and tests keep their collected order
+    quick = [path for path in files if path not in slow and tests[path] >= 3]
+    order = named((_BUILDER,)) + named(_BESIDE_THE_BUILD)
+    for copy in named(_PIPELINE_COPIES):
+        order += [copy] + quick[:1]
+        quick = quick[1:]
+    order += [path for path in files if path in slow and path not in order]
+    order += [path for path in files if path not in order]
+    position = {path: index for index, path in enumerate(order)}
+    items.sort(key=lambda item: position[item.path])  # stable: a file's tests keep their order
