@@ -86,6 +86,17 @@ def changed_stages(status: str) -> list[str]:
     return [stage for stage in stages if stage != "scan"]
 
 
+def stale_stages(project: Path) -> list[str]:
+    """What `dvc status` lists, less scan, asked through DVC's Python API: the same check without
+    starting Python and importing DVC for it (about 0.7 s a call, some 30 calls a session)."""
+    from dvc.repo import Repo
+
+    with Repo(str(project)) as repo:
+        # Named as the CLI would name them from the working directory: "<path>/dvc.yaml:<stage>".
+        stages = [name.rsplit("dvc.yaml:", 1)[-1] for name in repo.status()]
+    return [stage for stage in stages if stage != "scan"]
+
+
 def out_hashes(project: Path, stage: str) -> dict[str, str]:
     """md5 of every output of a stage, read from the files themselves (not from dvc.lock)."""
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"][stage]
@@ -125,5 +136,5 @@ def shared_base(session_dir: Path) -> Path:
 def copy_project(base: Path, destination: Path) -> Path:
     """A working copy of the reproduced project (its DVC cache and run-cache included)."""
     shutil.copytree(base, destination, symlinks=True)
-    assert changed_stages(dvc(destination, "status")) == []
+    assert stale_stages(destination) == []
     return destination

@@ -11,10 +11,10 @@ import yaml
 
 from tests.pipeline_project import (
     TINY,
-    changed_stages,
     dvc,
     load,
     set_params,
+    stale_stages,
 )
 from tests.realdata import needs_fashion_mnist
 
@@ -41,7 +41,7 @@ def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_
     assert load(project, "stages/stability/metrics.json") == {"enabled": False}
     set_params(project, {"diagnostics": {"stability": True}})
     try:
-        assert changed_stages(dvc(project, "status")) == ["stability"]  # it feeds no other stage
+        assert stale_stages(project) == ["stability"]  # it feeds no other stage
         dvc(project, "repro", "stability")
         record = load(project, "stages/stability/metrics.json")
         summary = load(project, "stages/extrapolate/summary.json")
@@ -54,14 +54,14 @@ def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_
     finally:
         set_params(project, {"diagnostics": {"stability": False}})
         dvc(project, "repro", "stability")
-    assert changed_stages(dvc(project, "status")) == []
+    assert stale_stages(project) == []
 
 
 def test_the_alone_diagnostic_trains_max_and_min_beside_the_supernet(project):
     assert load(project, "stages/alone/metrics.json") == {"enabled": False}  # off by default: nothing trained
     set_params(project, {"diagnostics": {"alone": True}})
     try:
-        assert changed_stages(dvc(project, "status")) == ["alone"]  # it feeds no other stage
+        assert stale_stages(project) == ["alone"]  # it feeds no other stage
         dvc(project, "repro", "alone")
         record = load(project, "stages/alone/metrics.json")
         supernet = load(project, "stages/supernet/metrics.json")

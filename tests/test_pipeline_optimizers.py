@@ -16,11 +16,11 @@ from tests.pipeline_project import (
     OTHER_BUDGET,
     SWITCHED_STAGES,
     TINY,
-    changed_stages,
     dvc,
     load,
     out_hashes,
     set_params,
+    stale_stages,
 )
 from tests.realdata import needs_fashion_mnist
 
@@ -42,7 +42,7 @@ def test_morphnet_then_dmcp_run_the_pipeline_and_switching_back_restores_autosli
     # Switching back restores every AutoSlim output from DVC's run-cache, byte for byte, without training.
     assert "Running stage 'supernet'" not in log and "Running stage 'train@optimized-0'" not in log, log
     assert {stage: out_hashes(project, stage) for stage in SWITCHED_STAGES} == before
-    assert changed_stages(dvc(project, "status")) == []
+    assert stale_stages(project) == []
 
 
 def run_morphnet(project) -> None:
@@ -50,7 +50,7 @@ def run_morphnet(project) -> None:
     thresholds, and a budget change after it reruns extrapolate onward only."""
     set_params(project, {"search": {"method": "morphnet"}})
     # The optimizers' stages, the search and what reads search.method; not the data or the latency table.
-    assert set(changed_stages(dvc(project, "status"))) == {
+    assert set(stale_stages(project)) == {
         "supernet",
         "morphnet",
         "dmcp",
@@ -75,7 +75,7 @@ def run_morphnet(project) -> None:
     assert 10.0 < report["optimized"]["top1"] <= 100.0
     set_params(project, {"search": {"flops": OTHER_BUDGET}})
     # The search is target-independent (dmcp and stability only rewrite their records).
-    assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
+    assert stale_stages(project) == ["dmcp", "extrapolate", "stability"]
 
 
 def run_dmcp(project, before: dict) -> None:
@@ -99,7 +99,7 @@ def run_dmcp(project, before: dict) -> None:
     report = load(project, "stages/evaluate/report.json")
     assert report["search_cost"]["supernet_train_flops"] == dmcp["train_flops"]
     set_params(project, {"search": {"flops": OTHER_BUDGET}})
-    assert changed_stages(dvc(project, "status")) == ["dmcp", "extrapolate", "stability"]
+    assert stale_stages(project) == ["dmcp", "extrapolate", "stability"]
     # A latency budget out of reach stops in one line naming the range; one within it binds
     # through the latency table (the full network's predicted ms of the carried widths).
     set_params(project, {"search": {"flops": None, "latency": "5000ms"}})

@@ -7,11 +7,11 @@ import csv
 import pytest
 
 from tests.pipeline_project import (
-    changed_stages,
     dvc,
     load,
     out_hashes,
     set_params,
+    stale_stages,
 )
 from tests.realdata import needs_fashion_mnist
 
@@ -41,14 +41,14 @@ def test_a_new_seed_trains_only_the_new_networks_and_gives_an_interval(project):
     against = [top1[("optimized", "", s)] - means[i] for i, s in enumerate(("0", "1"))]
     assert metrics["vs_random"]["gain_top1"] == pytest.approx(sum(against) / 2, abs=2e-3)
     assert metrics["vs_random"]["gain_ci95_low"] is not None
-    assert changed_stages(dvc(project, "status")) == []
+    assert stale_stages(project) == []
 
 
 FORCED = ["scan", "data", "project", "supernet", "search", "extrapolate", "train@uniform-0", "evaluate", "export"]
 
 
 def test_forcing_the_stages_rewrites_the_same_bytes_and_leaves_nothing_stale(project):
-    assert changed_stages(dvc(project, "status")) == []
+    assert stale_stages(project) == []
     before = {stage: out_hashes(project, stage) for stage in FORCED}
     # One dvc run for all of them (a run each costs its start-up, ~4 s); each stage reruns alone (-s).
     log = dvc(project, "repro", "-f", "-s", *FORCED)
@@ -57,4 +57,4 @@ def test_forcing_the_stages_rewrites_the_same_bytes_and_leaves_nothing_stale(pro
     for stage in FORCED:
         assert out_hashes(project, stage) == before[stage], stage
     # Same bytes, so nothing downstream is stale (no 15-minute rerun for nothing).
-    assert changed_stages(dvc(project, "status")) == []
+    assert stale_stages(project) == []

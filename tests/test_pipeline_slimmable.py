@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.pipeline_project import changed_stages, dvc, load, set_params
+from tests.pipeline_project import dvc, load, set_params, stale_stages
 from tests.realdata import needs_fashion_mnist
 
 pytestmark = [needs_fashion_mnist, pytest.mark.slow]
@@ -51,4 +51,4 @@ def test_slimmable_network_for_two_budgets_is_trained_scored_and_exported(projec
             expected = network(x)
         data = (project / f"stages/export/slimmable/{name}.onnx").read_bytes()
         assert torch.allclose(run_onnx(data, x), expected, atol=1e-4, rtol=1e-3)
-    assert changed_stages(dvc(project, "status")) == []
+    assert stale_stages(project) == []
