@@ -31,6 +31,7 @@ from slimnet.optimizers.trajectory import TrajectoryPoint
 from slimnet.optimizers.transfer import (
     K_HIGH,
     K_LOW,
+    ROUNDING,
     AboveRange,
     CostFn,
     OutOfRange,
@@ -79,7 +80,7 @@ def _duration(ms: float, rounding: Literal["nearest", "up", "down"]) -> str:
         return f"0{unit}"
     exponent = math.floor(math.log10(value)) - 2
     # round(.., 9): 5.24 / 0.01 is 523.99999..., which must count as 524 whatever the direction.
-    count = {"nearest": round, "up": math.ceil, "down": math.floor}[rounding](round(value / 10.0**exponent, 9))
+    count = ROUNDING[rounding](round(value / 10.0**exponent, 9))
     text = f"{count * 10.0**exponent:.{max(0, -exponent)}f}"
     return (text.rstrip("0").rstrip(".") if "." in text else text) + unit
 

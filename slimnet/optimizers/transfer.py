@@ -34,13 +34,17 @@ RELAXED_DIVISORS = (4, 2, 1)
 _SCALES = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
 
 
+# A printed bound rounds towards the inside of its range: "up" for a lower bound, "down" for an upper.
+ROUNDING = {"nearest": round, "up": math.ceil, "down": math.floor}
+
+
 def format_size(n: float, rounding: Literal["nearest", "up", "down"] = "nearest") -> str:
     """12_345_678 -> "12.3M" (three significant digits, as config's sizes are written).
 
     ``rounding`` "up"/"down" keeps a printed bound inside a range, so a user who copies
     the lower bound of "choose between A and B" gets a reachable target.
     """
-    value = {"nearest": round, "up": math.ceil, "down": math.floor}[rounding](n)
+    value = ROUNDING[rounding](n)
     if value < 1000:
         return str(value)
     scale, suffix = next((s, x) for s, x in _SCALES if value >= s)
