@@ -10,6 +10,8 @@ cli.py, whose lazy imports name the stage's pipeline module.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,12 @@ def test_the_closure_follows_lazy_imports():
     assert "slimnet/deploy/measure.py" in command_closure("evaluate")
     assert "slimnet/nn/bn.py" in command_closure("search")
     assert "slimnet/pipeline/train.py" not in command_closure("search")
+
+
+@pytest.mark.parametrize("command", ["scan", "report"])
+def test_the_json_only_stages_start_without_torch(command):
+    # Importing torch costs 1.5-2.5 s of CPU a start here; scan runs on every `dvc repro`.
+    probe = f"import sys, slimnet.cli, slimnet.pipeline.{command}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False", f"the {command} stage imports torch"

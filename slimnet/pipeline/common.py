@@ -7,12 +7,14 @@ import csv
 import io
 import json
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from slimnet import atomic
 from slimnet.console.errors import SlimnetError
 from slimnet.pipeline.data_paths import DATA  # noqa: F401 -- re-exported: one data folder for every stage
+
+if TYPE_CHECKING:
+    import torch
 
 STAGES = Path("stages")
 CHECKPOINTS = Path(".checkpoints")  # resumable training state, removed once a stage finishes
@@ -37,6 +39,8 @@ def variant_spec(variant: str) -> Path:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    import torch  # here: the stages that read and write JSON only (scan, report) start without torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
