@@ -16,8 +16,10 @@ pytestmark = [needs_fashion_mnist, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    # 3000 images: max and min part by 10 points after 3 epochs, wider than the 3 points of 6000
+    # images, in half the time (measured 2026-12-06: 7.3 s against 14.6 s of CPU).
     root = tmp_path_factory.mktemp("fashion")
-    prepare_fashion_slice(root)
+    prepare_fashion_slice(root, fraction=0.05)
     return train_small_supernet(root, root / "checkpoints")
 
 
@@ -48,12 +50,13 @@ def test_cached_evaluator_scores_exactly_like_a_full_forward(trained, bn):
     cached = CandidateEvaluator(network, space, calib, evals, bn=bn)
     naive = CandidateEvaluator(network, space, calib, evals, bn=bn, cache_bytes=0)
     base = space.maximum
+    one_image = 100.0 / sum(len(labels) for _, labels in evals)
     assert cached.commit(base) == naive.commit(base)
     assert len(cached.cache) > 0 and len(naive.cache) == 0
     for unit in space.choices:
         candidate = {**base, unit: space.smaller(base, unit)}
         a, b = cached.score(candidate, unit), naive.score(candidate, unit)
-        assert a.accuracy == pytest.approx(b.accuracy, abs=0.2)  # at most one image flips on float noise
+        assert a.accuracy == pytest.approx(b.accuracy, abs=one_image * 1.01)  # at most one image flips on float noise
         assert a.loss == pytest.approx(b.loss, rel=1e-4)
 
 
