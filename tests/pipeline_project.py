@@ -110,11 +110,28 @@ def out_hashes(project: Path, stage: str) -> dict[str, str]:
     return hashes
 
 
+def without_code_deps(pipeline: dict) -> dict:
+    """dvc.yaml's stages with the data they read and none of the slimnet files they run.
+
+    The copy's code never changes during a session, so those deps never decide a rerun here
+    (tests/test_stage_deps.py checks them against each stage's imports). They are two thirds of
+    dvc.lock, which DVC parses and rewrites for every stage it runs: 0.4 s a stage run less
+    (measured 2026-12-06, `dvc repro -f -s report extrapolate` in the built project, 2,943 -> 977
+    lines of dvc.lock)."""
+    stages = {}
+    for name, stage in pipeline["stages"].items():
+        data = [dep for dep in stage.get("deps", []) if not dep.startswith("slimnet/")]
+        stages[name] = {key: data if key == "deps" else value for key, value in stage.items() if key != "deps" or data}
+    return {**pipeline, "stages": stages}
+
+
 def build(root: Path) -> None:
-    """slimnet's stages, dvc.yaml and params.yaml (set to TINY) in a fresh DVC project, reproduced."""
+    """slimnet's stages, dvc.yaml (less its code deps) and params.yaml (set to TINY) in a fresh DVC
+    project, reproduced."""
     shutil.copytree(REPO / "slimnet", root / "slimnet", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO / name, root / name)
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    pipeline = without_code_deps(yaml.safe_load((REPO / "dvc.yaml").read_text()))
+    (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     dvc(root, "init", "--no-scm", "-q")
     shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
     set_params(root, TINY)
