@@ -166,3 +166,16 @@ def test_the_json_only_stages_start_without_torch(command):
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False", f"the {command} stage imports torch"
+
+
+def test_dvc_reads_every_stage_with_the_code_it_runs():
+    # The pipeline tests run dvc.yaml less its code deps (tests/pipeline_project.py), so DVC's own
+    # reading of them is checked here: each stage, as DVC expands it, lists what dvc.yaml lists.
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        read = {s.name: {d.def_path for d in s.deps if not isinstance(d, ParamsDependency)} for s in repo.index.stages}
+    for name, stage in stages().items():
+        code = {dep for dep in stage.get("deps", []) if dep.startswith("slimnet/")}
+        assert code and {dep for dep in read[name] if dep.startswith("slimnet/")} == code, name
