@@ -104,3 +104,9 @@ def test_the_report_figure_has_every_network_and_the_same_points_give_the_same_b
     assert by_variant["uniform"] < by_variant["optimized"] < min(draws) and len(set(draws)) == 5
     first, second = draw(networks, "t"), draw(networks, "t")
     assert first[:8] == b"\x89PNG\r\n\x1a\n" and first == second
+
+
+def test_a_figures_title_counts_in_the_singular_and_the_plural():
+    from slimnet.pipeline.report import counted
+
+    assert [counted(n, "experiment") for n in (1, 2)] == ["1 experiment", "2 experiments"]

@@ -138,8 +138,13 @@ def draw(networks: list[Point], title: str) -> bytes:
 def run_report(out_path: Path = FIGURE) -> Path:
     report = read_json(STAGES / "evaluate" / "report.json", "evaluate")
     seeds = report["seeds"]
-    atomic.write_bytes(out_path, draw(points(report), f"Trained networks of this run ({seeds} seed{'s' * (seeds > 1)})"))
+    atomic.write_bytes(out_path, draw(points(report), f"Trained networks of this run ({counted(seeds, 'seed')})"))
     return out_path
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 seed', '3 seeds': a figure's title names what it averages or holds."""
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def run_sweep(out_path: Path) -> Path:
@@ -152,7 +157,7 @@ def run_sweep(out_path: Path) -> Path:
     if not reports:
         raise SlimnetError("no experiment has evaluate's report: run `dvc exp run` (or `dvc repro`) first")
     networks = [p for report in reports.values() for p in points(report)]
-    atomic.write_bytes(out_path, draw(networks, f"Trained networks of {len(reports)} experiments"))
+    atomic.write_bytes(out_path, draw(networks, f"Trained networks of {counted(len(reports), 'experiment')}"))
     return out_path
 
 
