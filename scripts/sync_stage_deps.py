@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_stage_deps import command_closure, has_code  # noqa: E402
+from test_stage_deps import command_closure, python_files  # noqa: E402
 
 
 def packages() -> list[Path]:
@@ -32,7 +32,7 @@ def listed(files: set[str]) -> list[str]:
     for folder in packages():
         if any(outer in folder.parents for outer in collapsed):
             continue
-        inside = {p.relative_to(REPO).as_posix() for p in folder.rglob("*.py") if p.name != "__init__.py" or has_code(p)}
+        inside = python_files(folder)
         if inside and inside <= files:
             entries = (entries - inside) | {folder.relative_to(REPO).as_posix()}
             collapsed.append(folder)

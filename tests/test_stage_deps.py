@@ -118,6 +118,11 @@ def stages() -> dict[str, dict]:
     return expanded
 
 
+def python_files(folder: Path) -> set[str]:
+    """The Python files in a folder that hold code (what listing the folder as a dep covers)."""
+    return {p.relative_to(REPO).as_posix() for p in folder.rglob("*.py") if p.name != "__init__.py" or has_code(p)}
+
+
 def code_deps(stage: dict) -> set[str]:
     """The slimnet files a stage lists, directories expanded to the Python files inside."""
     files = set()
@@ -126,7 +131,7 @@ def code_deps(stage: dict) -> set[str]:
         if not dep.startswith("slimnet"):
             continue
         if path.is_dir():
-            files |= {p.relative_to(REPO).as_posix() for p in path.rglob("*.py") if p.name != "__init__.py" or has_code(p)}
+            files |= python_files(path)
         else:
             files.add(dep)
     return files
