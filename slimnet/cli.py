@@ -3,8 +3,9 @@
 Every DVC stage runs this module, so it holds the stage commands alone: code here is a
 dependency of every stage. A command parses its options, loads params.yaml and calls its stage's
 `pipeline/<stage>.py` `command`, which runs the stage and prints what it shows (so editing one
-stage's printing reruns that stage alone). Any user-facing problem is one line on stderr and exit
-code 2, with nothing written.
+stage's printing reruns that stage alone). A stage that a setting can switch off asks
+pipeline/off.py first, before the stage and torch are imported. Any user-facing problem is one
+line on stderr and exit code 2, with nothing written.
 """
 
 from __future__ import annotations
@@ -63,45 +64,70 @@ def project(params: Path = PARAMS) -> None:
 @user_errors
 def supernet(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Train the slimmable supernet of the projected network (sandwich rule, in-place distillation)."""
+    from slimnet.pipeline.off import run_if_off
+
+    p = _load(params)
+    if run_if_off("supernet", p):  # decided before the stage (and torch) is imported
+        return
     from slimnet.pipeline.supernet import command
 
-    command(_load(params), device, relaunch=["supernet", "--params", str(params), "--device", device])
+    command(p, device, relaunch=["supernet", "--params", str(params), "--device", device])
 
 
 @app.command()
 @user_errors
 def morphnet(params: Path = PARAMS, device: str = DEVICE) -> None:
     """search.method morphnet: train the largest configuration with MorphNet's FLOPs-weighted penalty on its BN scales."""
+    from slimnet.pipeline.off import run_if_off
+
+    p = _load(params)
+    if run_if_off("morphnet", p):  # decided before the stage (and torch) is imported
+        return
     from slimnet.pipeline.morphnet import command
 
-    command(_load(params), device, relaunch=["morphnet", "--params", str(params), "--device", device])
+    command(p, device, relaunch=["morphnet", "--params", str(params), "--device", device])
 
 
 @app.command()
 @user_errors
 def dmcp(params: Path = PARAMS, device: str = DEVICE) -> None:
     """search.method dmcp: train the supernet on with DMCP's Markov chains towards the budgets (a budget change reruns it)."""
+    from slimnet.pipeline.off import run_if_off
+
+    p = _load(params)
+    if run_if_off("dmcp", p):  # decided before the stage (and torch) is imported
+        return
     from slimnet.pipeline.dmcp import command
 
-    command(_load(params), device, relaunch=["dmcp", "--params", str(params), "--device", device])
+    command(p, device, relaunch=["dmcp", "--params", str(params), "--device", device])
 
 
 @app.command()
 @user_errors
 def alone(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Diagnostic (diagnostics.alone): the supernet's max and min configurations trained alone, beside its own top-1 for them."""
+    from slimnet.pipeline.off import run_if_off
+
+    p = _load(params)
+    if run_if_off("alone", p):  # decided before the stage (and torch) is imported
+        return
     from slimnet.pipeline.alone import command
 
-    command(_load(params), device)
+    command(p, device)
 
 
 @app.command()
 @user_errors
 def stability(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Diagnostic (diagnostics.stability): the budget's point searched again on a second held-out sample and supernet seed."""
+    from slimnet.pipeline.off import run_if_off
+
+    p = _load(params)
+    if run_if_off("stability", p):  # decided before the stage (and torch) is imported
+        return
     from slimnet.pipeline.stability import command
 
-    command(_load(params), device)
+    command(p, device)
 
 
 @app.command()
@@ -173,9 +199,14 @@ def report(
 @user_errors
 def slimmable(params: Path = PARAMS, device: str = DEVICE) -> None:
     """One network with switchable BN for every slimmable.targets budget, scored per width (off when no targets)."""
+    from slimnet.pipeline.off import run_if_off
+
+    p = _load(params)
+    if run_if_off("slimmable", p):  # decided before the stage (and torch) is imported
+        return
     from slimnet.pipeline.slimmable import command
 
-    command(_load(params), device)
+    command(p, device)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import DiagnosticsParams, ModelParams, Params, SupernetParams, TransferParams
+from slimnet.config import ModelParams, Params, SupernetParams, TransferParams
 from slimnet.console.errors import SlimnetError
 from slimnet.console.output import print_summary
 from slimnet.console.progress import reporter
@@ -32,16 +32,11 @@ def run_alone(
     model: ModelParams,
     transfer_params: TransferParams,
     supernet: SupernetParams,
-    diagnostics: DiagnosticsParams,
     *,
     device: torch.device,
     out_dir: Path = STAGES / "alone",
 ) -> dict:
     """Train max and min alone (diagnostics.alone) and write their top-1 beside the supernet's."""
-    if not diagnostics.alone:
-        record = {"enabled": False}
-        atomic.write_json(out_dir / "metrics.json", record)
-        return record
     meta = read_json(DATA / "search" / "meta.json", "project")
     shared = read_json(STAGES / "supernet" / "metrics.json", "supernet")
     if shared.get("enabled", True) is False:
@@ -94,4 +89,4 @@ def run_alone(
 def command(p: Params, device: str) -> None:
     """`python -m slimnet alone`: train the max and min configurations alone, print the summary."""
     check_network(p, dataset_resolution())
-    print_summary("alone", run_alone(p.model, p.transfer, p.supernet, p.diagnostics, device=pick_device(device)))
+    print_summary("alone", run_alone(p.model, p.transfer, p.supernet, device=pick_device(device)))

@@ -34,7 +34,6 @@ from slimnet.pipeline.common import (
     read_json,
     write_timings,
 )
-from slimnet.pipeline.not_selected import write_not_selected
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, full_uniform
 from slimnet.space.channels import ChannelSpace
@@ -99,8 +98,6 @@ def run_dmcp(
     out_dir: Path = STAGES / "dmcp",
     world: World = SINGLE,
 ) -> dict:
-    if search.method != "dmcp":
-        return write_not_selected(out_dir / "network.pt", search.method) if world.is_main else {"enabled": False}
     network, reference, space = load_supernet_file(SUPERNET, device)
     full = full_uniform(model, read_json(DATA / "meta.json", "data"))
     table = LatencyTable.load(STAGES / "latency" / "table.json") if search.latency is not None else None
@@ -172,9 +169,6 @@ def run_dmcp(
 
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet dmcp`: on this process or on torchrun's ranks; the main rank prints the summary."""
-    if p.search.method != "dmcp":
-        print_summary("dmcp", run_dmcp(p.model, p.supernet, p.dmcp, p.search, p.extrapolate, device=torch.device("cpu")))
-        return
     check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"dmcp.batch_size": p.dmcp.batch_size}) as rank:
         if rank is not None:

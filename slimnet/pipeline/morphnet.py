@@ -18,7 +18,6 @@ from slimnet.optimizers.morphnet_penalty import layer_costs
 from slimnet.optimizers.morphnet_training import train_morphnet
 from slimnet.parallel.world import SINGLE, World
 from slimnet.pipeline.common import CHECKPOINTS, DATA, STAGES, read_json, write_timings
-from slimnet.pipeline.not_selected import write_not_selected
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.space.channels import ChannelSpace
@@ -39,14 +38,11 @@ def run_morphnet(
     supernet: SupernetParams,
     morphnet: MorphNetParams,
     *,
-    method: str,
     device: torch.device,
     out_dir: Path = STAGES / "morphnet",
     world: World = SINGLE,
     sync_bn: bool = False,
 ) -> dict:
-    if method != "morphnet":
-        return write_not_selected(out_dir / "network.pt", method) if world.is_main else {"enabled": False}
     meta = read_json(DATA / "search" / "meta.json", "project")
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
@@ -95,12 +91,6 @@ def run_morphnet(
 
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet morphnet`: on this process or on torchrun's ranks; the main rank prints the summary."""
-    if p.search.method != "morphnet":
-        print_summary(
-            "morphnet",
-            run_morphnet(p.model, p.transfer, p.supernet, p.morphnet, method=p.search.method, device=torch.device("cpu")),
-        )
-        return
     check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"morphnet.batch_size": p.morphnet.batch_size}) as rank:
         if rank is not None:
@@ -110,7 +100,6 @@ def command(p: Params, device: str, relaunch: list[str]) -> None:
                 p.transfer,
                 p.supernet,
                 p.morphnet,
-                method=p.search.method,
                 device=on,
                 world=world,
                 sync_bn=p.resources.sync_bn,

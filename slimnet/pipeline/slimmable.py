@@ -39,7 +39,7 @@ from slimnet.space.spec import ArchSpec, load_spec
 from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.joint import train_slimmable
-from slimnet.training.live import LiveCurves, write_empty
+from slimnet.training.live import LiveCurves
 from slimnet.training.trained import load_trained, save_slimmable_blob
 
 SLIMMABLE = STAGES / "slimmable"
@@ -83,12 +83,6 @@ def run_slimmable(
     device: torch.device,
     out_dir: Path = SLIMMABLE,
 ) -> dict:
-    if not slimmable.targets:
-        atomic.save_torch(out_dir / "model.pt", save_slimmable_blob(None, []))
-        write_empty(out_dir / "live")
-        metrics = {"targets": [], "note": "off: set slimmable.targets (e.g. [4M, 6M, 8M]) to train one network for them"}
-        atomic.write_json(out_dir / "metrics.json", metrics)
-        return metrics
     specs = target_specs(model_params, extrapolate, supernet, slimmable.targets)
     train_set = load_split(DATA / "full" / "train.pt", device)
     val_set = load_split(DATA / "full" / "val.pt", device)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from slimnet import atomic
-from slimnet.config import DiagnosticsParams, ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams, TransferParams
+from slimnet.config import ExtrapolateParams, ModelParams, Params, SearchParams, SupernetParams, TransferParams
 from slimnet.console.errors import SlimnetError
 from slimnet.console.output import print_summary
 from slimnet.deploy.latency_model import LatencyTable
@@ -35,7 +35,6 @@ def run_stability(
     supernet: SupernetParams,
     search: SearchParams,
     extrapolate: ExtrapolateParams,
-    diagnostics: DiagnosticsParams,
     *,
     device: torch.device,
     out_dir: Path = STAGES / "stability",
@@ -43,10 +42,6 @@ def run_stability(
 ) -> dict:
     """Search again on held-out sample 1 and on a supernet of seed supernet.seed + 1; write how
     alike the selected points are (stages/stability/metrics.json)."""
-    if not diagnostics.stability:
-        record = {"enabled": False}
-        atomic.write_json(out_dir / "metrics.json", record)
-        return record
     if search.method != "autoslim":
         raise SlimnetError(
             f"diagnostics.stability repeats the AutoSlim search on a second supernet, and search.method is {search.method}: "
@@ -113,5 +108,5 @@ def _selector(model: ModelParams, search: SearchParams, extrapolate: Extrapolate
 def command(p: Params, device: str) -> None:
     """`python -m slimnet stability`: search the budget's point again, print the record."""
     check_network(p, dataset_resolution())
-    record = run_stability(p.model, p.transfer, p.supernet, p.search, p.extrapolate, p.diagnostics, device=pick_device(device))
+    record = run_stability(p.model, p.transfer, p.supernet, p.search, p.extrapolate, device=pick_device(device))
     print_summary("stability", record)

@@ -16,11 +16,9 @@ from slimnet.pipeline.common import (
     CHECKPOINTS,
     DATA,
     STAGES,
-    SUPERNET_METHODS,
     read_json,
     write_timings,
 )
-from slimnet.pipeline.not_selected import write_not_selected
 from slimnet.pipeline.ranks import stage_processes
 from slimnet.pipeline.specs import check_network, dataset_resolution, projected_uniform
 from slimnet.training.checkpoint import Checkpoints
@@ -34,14 +32,11 @@ def run_supernet(
     supernet: SupernetParams,
     *,
     device: torch.device,
-    method: str = "autoslim",
     out_dir: Path = STAGES / "supernet",
     world: World = SINGLE,
     sync_bn: bool = False,
 ) -> dict:
     """Train the supernet (on every rank of ``world``); rank 0 writes the outputs."""
-    if method not in SUPERNET_METHODS:  # MorphNet trains its own network: a record saying so
-        return write_not_selected(out_dir / "supernet.pt", method)
     meta = read_json(DATA / "search" / "meta.json", "project")  # search resolution, classes, channels
     train_set = load_split(DATA / "search" / "train.pt", device)
     val_set = load_split(DATA / "search" / "val.pt", device)
@@ -86,11 +81,6 @@ def run_supernet(
 def command(p: Params, device: str, relaunch: list[str]) -> None:
     """`python -m slimnet supernet`: on this process or on torchrun's ranks, each running the
     command line ``relaunch``; the main rank prints the summary."""
-    if p.search.method not in SUPERNET_METHODS:
-        print_summary(
-            "supernet", run_supernet(p.model, p.transfer, p.supernet, device=torch.device("cpu"), method=p.search.method)
-        )
-        return
     check_network(p, dataset_resolution())
     with stage_processes(p.resources, relaunch, device, **{"supernet.batch_size": p.supernet.batch_size}) as rank:
         if rank is not None:

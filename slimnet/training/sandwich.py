@@ -26,6 +26,7 @@ from slimnet.stats.scoring import accuracy
 from slimnet.training.checkpoint import Checkpoints, fingerprint
 from slimnet.training.distributed import GradientReducer, loss_share
 from slimnet.training.loop import Loop, Steps
+from slimnet.training.no_network import no_network_reason
 from slimnet.training.recipe import Recipe
 
 
@@ -291,6 +292,8 @@ def read_network_file(path: Path) -> dict:
     """The saved file of an optimizer's network (supernet, MorphNet's or DMCP's), read once."""
     if not Path(path).is_file():
         raise SlimnetError(f"{path} not found: run `dvc repro supernet` first")
+    if (reason := no_network_reason(path)) is not None:
+        raise SlimnetError(f"{path} holds no network ({reason}): read the selected optimizer's network instead")
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
@@ -299,8 +302,6 @@ def load_supernet_file(
 ) -> tuple[Network, ArchSpec, ChannelSpace]:
     """The network a file holds (``blob``: the file already read), its reference and channel space."""
     blob = read_network_file(path) if blob is None else blob
-    if "not_trained" in blob:
-        raise SlimnetError(f"{path} holds no network ({blob['not_trained']}): read the selected optimizer's network instead")
     reference = ArchSpec.model_validate(blob["reference"])
     space = ChannelSpace(reference.blueprint(), {u: list(c) for u, c in blob["choices"].items()})
     network = build_supernet(space)

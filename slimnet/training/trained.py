@@ -10,6 +10,7 @@ from slimnet.console.errors import SlimnetError
 from slimnet.nn.network import Network
 from slimnet.nn.switchable import SlimmableNetwork
 from slimnet.space.spec import ArchSpec
+from slimnet.training.no_network import no_network_reason
 
 
 def load_trained(spec: ArchSpec, model_path: Path) -> Network:
@@ -34,10 +35,8 @@ def load_trained(spec: ArchSpec, model_path: Path) -> Network:
     return model.eval()
 
 
-def save_slimmable_blob(model: SlimmableNetwork | None, targets: list[int]) -> dict:
+def save_slimmable_blob(model: SlimmableNetwork, targets: list[int]) -> dict:
     """What the slimmable stage writes: targets, one spec per width (widest first), weights."""
-    if model is None:
-        return {"targets": [], "specs": [], "model": {}}
     return {
         "targets": list(targets),
         "specs": [spec.model_dump(mode="json") for spec in model.specs],
@@ -50,9 +49,9 @@ def load_slimmable(path: Path) -> tuple[SlimmableNetwork | None, list[int]]:
     path = Path(path)
     if not path.is_file():
         raise SlimnetError(f"{path} not found: run `dvc repro slimmable` first")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if not blob["specs"]:
+    if no_network_reason(path) is not None:  # the stage was off
         return None, []
+    blob = torch.load(path, map_location="cpu", weights_only=False)
     model = SlimmableNetwork([ArchSpec.model_validate(s) for s in blob["specs"]])
     model.load_state_dict(blob["model"])
     return model.eval(), list(blob["targets"])
