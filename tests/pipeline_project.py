@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,22 @@ def dvc(project: Path, *args: str) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
+
+
+def slimnet_in(project: Path, *args: str):
+    """`python -m slimnet ARGS` run in ``project`` by this process (typer's CliRunner): a stage's
+    checks without a process start-up (2 s of torch's import). Its stdout, stderr and exit code
+    are the command's; test_data_stages.py checks the same exit from a real process."""
+    from typer.testing import CliRunner
+
+    from slimnet.cli import app
+
+    here = Path.cwd()
+    os.chdir(project)
+    try:
+        return CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(here)
 
 
 def set_params(project: Path, overrides: dict) -> None:

@@ -26,6 +26,7 @@ from tests.pipeline_project import (
     dvc,
     load,
     set_params,
+    slimnet_in,
     stale_stages,
 )
 from tests.realdata import needs_fashion_mnist
@@ -262,14 +263,8 @@ def test_impossible_budgets_fail_at_extrapolate_naming_the_binding_one_and_writi
     params["search"].update({"flops": BUDGET, "params": "1K"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     before = {p: p.read_bytes() for p in (project / "stages/extrapolate").iterdir()}
-    result = subprocess.run(
-        [sys.executable, "-m", "slimnet", "extrapolate", "--params", str(tmp_path / "params.yaml")],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2, result.stdout + result.stderr
+    result = slimnet_in(project, "extrapolate", "--params", str(tmp_path / "params.yaml"))
+    assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert "\n" not in line and line.startswith("error: search.params: 1K is below what the search covered")
     assert "choose between" in line
@@ -283,16 +278,10 @@ def test_a_budget_for_a_larger_network_says_what_this_one_costs_and_names_a_pres
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(REPO / "presets", project / "presets")
     try:
-        result = subprocess.run(
-            [sys.executable, "-m", "slimnet", "extrapolate", "--params", str(tmp_path / "params.yaml")],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = slimnet_in(project, "extrapolate", "--params", str(tmp_path / "params.yaml"))
     finally:
         shutil.rmtree(project / "presets")
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert "\n" not in line and line.startswith("error: search.flops: 200M is above what the search covered"), line
     assert f"the configured network, mobilenet_v2 0.35x at {TINY['data']['resolution']} px, costs " in line, line

@@ -3,9 +3,6 @@ alone when switched on."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import yaml
 
@@ -14,6 +11,7 @@ from tests.pipeline_project import (
     dvc,
     load,
     set_params,
+    slimnet_in,
     stale_stages,
 )
 from tests.realdata import needs_fashion_mnist
@@ -30,13 +28,8 @@ def test_the_stability_diagnostic_searches_again_on_another_sample_and_supernet_
     params["diagnostics"]["stability"] = True
     params["search"]["eval_images"] = held_out  # the whole held-out split: no second sample left
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    failed = subprocess.run(
-        [sys.executable, "-m", "slimnet", "stability", "--params", str(tmp_path / "params.yaml")],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
-    assert failed.returncode != 0 and "lower search.eval_images" in failed.stderr, failed.stderr
+    failed = slimnet_in(project, "stability", "--params", str(tmp_path / "params.yaml"))
+    assert failed.exit_code == 2 and "lower search.eval_images" in failed.stderr, failed.output
     assert len(failed.stderr.strip().splitlines()) == 1
     assert load(project, "stages/stability/metrics.json") == {"enabled": False}
     set_params(project, {"diagnostics": {"stability": True}})

@@ -20,6 +20,7 @@ from tests.pipeline_project import (
     load,
     out_hashes,
     set_params,
+    slimnet_in,
     stale_stages,
 )
 from tests.realdata import needs_fashion_mnist
@@ -113,8 +114,8 @@ def run_dmcp(project, before: dict) -> None:
     # A latency budget out of reach stops in one line naming the range; one within it binds
     # through the latency table (the full network's predicted ms of the carried widths).
     set_params(project, {"search": {"flops": None, "latency": "5000ms"}})
-    failed = subprocess.run([sys.executable, "-m", "slimnet", "dmcp"], cwd=project, capture_output=True, text=True)
-    assert failed.returncode != 0 and failed.stderr.count("\n") == 1 and "search.latency" in failed.stderr, failed.stderr
+    failed = slimnet_in(project, "dmcp")
+    assert failed.exit_code == 2 and failed.stderr.count("\n") == 1 and "search.latency" in failed.stderr, failed.stderr
     assert load(project, "stages/dmcp/metrics.json") == dmcp  # nothing written
     low, high = (float(ms) for ms in re.findall(r"choose between ([0-9.]+)ms and ([0-9.]+)ms", failed.stderr)[0])
     target = round((low + high) / 2, 3)
