@@ -62,6 +62,15 @@ def project(params: Path = PARAMS) -> None:
 
 @app.command()
 @user_errors
+def plan(params: Path = PARAMS) -> None:
+    """Whether search.method trains the supernet (AutoSlim and DMCP do: switching between them keeps it)."""
+    from slimnet.pipeline.plan import command
+
+    command(_load(params))
+
+
+@app.command()
+@user_errors
 def supernet(params: Path = PARAMS, device: str = DEVICE) -> None:
     """Train the slimmable supernet of the projected network (sandwich rule, in-place distillation)."""
     from slimnet.pipeline.off import run_if_off

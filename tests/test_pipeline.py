@@ -42,6 +42,7 @@ def test_all_stages_write_their_outputs(project):
         "data/search/train.pt",
         "data/search/meta.json",
         "stages/latency/table.json",
+        "stages/plan/supernet.json",
         "stages/supernet/supernet.pt",
         "stages/supernet/live/metrics.json",
         "stages/supernet/live/plots/metrics/max_acc.tsv",

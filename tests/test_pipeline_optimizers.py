@@ -40,6 +40,10 @@ def test_morphnet_then_dmcp_run_the_pipeline_and_switching_back_restores_autosli
     assert load(project, "stages/morphnet/metrics.json") == {"enabled": False}
     assert load(project, "stages/dmcp/metrics.json") == {"enabled": False}
     try:
+        # AutoSlim's trained supernet serves DMCP as it is: the plan it reads is the same bytes.
+        set_params(project, {"search": {"method": "dmcp"}})
+        dvc(project, "repro", "plan")
+        assert "supernet" not in stale_stages(project)
         run_morphnet(project)
         run_dmcp(project, before)
     finally:
@@ -56,9 +60,10 @@ def run_morphnet(project) -> None:
     """search.method: morphnet trains MorphNet's network instead of the supernet and searches it by
     thresholds, and a budget change after it reruns extrapolate onward only."""
     set_params(project, {"search": {"method": "morphnet"}})
-    # The optimizers' stages, the search and what reads search.method; not the data or the latency table.
+    # What reads search.method: the plan (the supernet follows it), the optimizers' stages, the
+    # search and what reads the search; not the data or the latency table.
     assert set(stale_stages(project)) == {
-        "supernet",
+        "plan",
         "morphnet",
         "dmcp",
         "search",
@@ -67,7 +72,8 @@ def run_morphnet(project) -> None:
     }
     set_params(project, {"train": {"variants": ["optimized", "uniform"]}})  # the draws' trainings are not this test's
     log = dvc(project, "repro", *THROUGH)
-    assert "Running stage 'morphnet'" in log and "Running stage 'project'" not in log, log
+    assert "Running stage 'morphnet'" in log and "Running stage 'supernet'" in log, log  # its record
+    assert "Running stage 'project'" not in log, log
     morphnet = load(project, "stages/morphnet/metrics.json")
     assert morphnet["enabled"] and morphnet["train_flops"] > 0
     assert load(project, "stages/supernet/metrics.json") == {"enabled": False}
@@ -93,8 +99,8 @@ def run_dmcp(project, before: dict) -> None:
     set_params(project, {"search": {"method": "dmcp", "flops": TINY["search"]["flops"]}})
     log = dvc(project, "repro", *THROUGH)
     assert "Running stage 'dmcp'" in log, log
-    # search.method is a param of the supernet stage (MorphNet skips it): it reruns for DMCP, to the same bytes.
-    assert out_hashes(project, "supernet") == before["supernet"]
+    # The plan is AutoSlim's again: DVC restores the trained supernet from its run-cache, no training.
+    assert "Running stage 'supernet'" not in log and out_hashes(project, "supernet") == before["supernet"], log
     dmcp = load(project, "stages/dmcp/metrics.json")
     assert dmcp["enabled"] and dmcp["searched_for"] == {"flops": BUDGET}
     assert dmcp["train_flops"] == dmcp["supernet_train_flops"] + dmcp["dmcp_train_flops"]

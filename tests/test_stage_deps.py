@@ -164,7 +164,7 @@ def test_the_closure_follows_lazy_imports():
     assert "slimnet/pipeline/train.py" not in command_closure("search")
 
 
-@pytest.mark.parametrize("command", ["scan", "report"])
+@pytest.mark.parametrize("command", ["scan", "plan", "report"])
 def test_the_json_only_stages_start_without_torch(command):
     # Importing torch costs 1.5-2.5 s of CPU a start here; scan runs on every `dvc repro`.
     probe = f"import sys, slimnet.cli, slimnet.pipeline.{command}; print('torch' in sys.modules)"

@@ -16,6 +16,7 @@ import yaml
 from slimnet.config import load_params
 from slimnet.console.errors import SlimnetError
 from slimnet.pipeline.off import switched_off
+from slimnet.pipeline.plan import run_plan
 from slimnet.training.no_network import no_network_reason, write_no_network
 from slimnet.training.sandwich import read_network_file
 from slimnet.training.trained import load_slimmable
@@ -50,6 +51,16 @@ def test_each_switch_turns_off_its_stage_and_no_other(tmp_path):
     assert off("slimmable") == "slimmable.targets is empty" and off("slimmable", slimmable={"targets": ["4M", "6M"]}) is None
     # The stages every setting runs are never off.
     assert all(off(stage) is None for stage in ("project", "search", "extrapolate", "train", "evaluate", "export"))
+
+
+def test_the_supernet_plan_is_the_same_bytes_for_autoslim_and_dmcp(tmp_path):
+    # What lets DVC keep the trained supernet when search.method switches between the two.
+    written = {}
+    for method in ("autoslim", "dmcp", "morphnet"):
+        plan = run_plan(load_params(params_file(tmp_path, search={"method": method})), tmp_path / method / "supernet.json")
+        written[method] = (plan, (tmp_path / method / "supernet.json").read_bytes())
+    assert written["autoslim"] == written["dmcp"] and written["autoslim"][0] == {"off": None}
+    assert written["morphnet"][0] == {"off": "search.method is morphnet"}
 
 
 @pytest.mark.slow  # a process per stage
