@@ -111,7 +111,9 @@ def main() -> None:
             checkpoints.clear()
 
     full = full_top1(args.full, target)
-    print(f"\nprojected configurations for {target / 1e6:g}M FLOPs, {len(train_set)} training images, {len(val_set)} held-out, {fields['epochs']} epochs")
+    print(
+        f"\nprojected configurations for {target / 1e6:g}M FLOPs, {len(train_set)} training images, {len(val_set)} held-out, {fields['epochs']} epochs"
+    )
     print("| variant | projected FLOPs | supernet estimate | proxy alone (mean ± std) | full from scratch (mean ± std) |")
     print("|---|---|---|---|---|")
     for variant, entry in projected.items():
@@ -124,8 +126,12 @@ def main() -> None:
         means = {v: statistics.fmean(alone[v]) for v in variants}
         fulls = {v: statistics.fmean(full[v]) for v in variants}
         estimates = {v: projected[v]["supernet_top1"] for v in variants}
-        print(f"Kendall's tau, proxy alone vs full: {kendall_tau([means[v] for v in variants], [fulls[v] for v in variants]):+.2f}")
-        print(f"Kendall's tau, supernet vs proxy alone: {kendall_tau([estimates[v] for v in variants], [means[v] for v in variants]):+.2f}")
+        print(
+            f"Kendall's tau, proxy alone vs full: {kendall_tau([means[v] for v in variants], [fulls[v] for v in variants]):+.2f}"
+        )
+        print(
+            f"Kendall's tau, supernet vs proxy alone: {kendall_tau([estimates[v] for v in variants], [means[v] for v in variants]):+.2f}"
+        )
 
 
 if __name__ == "__main__":

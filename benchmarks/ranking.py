@@ -96,7 +96,13 @@ def train_alone(
             checkpoints = Checkpoints(scratch / "checkpoints", key)
             with reporter(silent=True) as report:
                 network, _, _ = train_network(
-                    Network(spec.blueprint()), train_set, val_set, recipe=recipe, checkpoints=checkpoints, device=torch.device("cpu"), report=report
+                    Network(spec.blueprint()),
+                    train_set,
+                    val_set,
+                    recipe=recipe,
+                    checkpoints=checkpoints,
+                    device=torch.device("cpu"),
+                    report=report,
                 )
             top1 = accuracy(network, judge)[0]
             atomic.write_json(done, {"top1": top1, "flops": spec.cost().flops, "channels": channels})
@@ -113,7 +119,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=10)
     parser.add_argument("--supernet", type=Path, nargs="+", default=[Path("stages/supernet/supernet.pt")])
     parser.add_argument("--trajectory", type=Path, nargs="*", default=[Path("stages/search/trajectory.json")])
-    parser.add_argument("--eval-images", type=int, default=None, help="held-out images per estimate (default: search.eval_images)")
+    parser.add_argument(
+        "--eval-images", type=int, default=None, help="held-out images per estimate (default: search.eval_images)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="the alone trainings' seed")
     parser.add_argument("--shard", default=None, help="i/n: train only every n-th configuration from the i-th, then stop")
     parser.add_argument("--searched-only", action="store_true", help="with --shard: only the trajectories' points")
@@ -121,7 +129,11 @@ def main() -> None:
     parser.add_argument("--scratch", type=Path, default=Path(".checkpoints/ranking"))
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument(
-        "--judge-epochs", type=int, nargs="*", default=[], help="also train each configuration this long: does a shorter judge rank alike?"
+        "--judge-epochs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also train each configuration this long: does a shorter judge rank alike?",
     )
     parser.add_argument("--judge-seed", type=int, default=None, help="the second judge's seed (default: --seed)")
     args = parser.parse_args()
@@ -135,7 +147,11 @@ def main() -> None:
     projected = projected_uniform(params.model, params.transfer, params.supernet, meta)
     full = full_uniform(params.model, full_meta)
     space = ChannelSpace.around(
-        projected.blueprint(), params.supernet.min_width, params.supernet.max_width, params.supernet.groups, params.supernet.divisor
+        projected.blueprint(),
+        params.supernet.min_width,
+        params.supernet.max_width,
+        params.supernet.groups,
+        params.supernet.divisor,
     )
     resolution = projected.resolution
     trajectories = {path: Trajectory.load(path) for path in args.trajectory}
@@ -182,7 +198,8 @@ def main() -> None:
         args.judge_epochs = [recipe.epochs]  # the same recipe, another seed: how far the judge agrees with itself
     common_judge = {**common, "seed": judge_seed}
     second = {
-        e: train_alone(jobs, recipe.model_copy(update={"epochs": e, "seed": judge_seed}), **common_judge) for e in args.judge_epochs
+        e: train_alone(jobs, recipe.model_copy(update={"epochs": e, "seed": judge_seed}), **common_judge)
+        for e in args.judge_epochs
     }
     if args.shard:
         return
