@@ -6,7 +6,7 @@ FLOPs, params and memory are mapped onto the projected network at the cost ratio
 uses (target over the full uniform network's cost, times the projected uniform network's); a
 latency budget stays in milliseconds, against the latency table's prediction for the full
 network the projected widths carry to (the table is measured on the full network only). With
-another method it writes a record saying so."""
+another method the CLI writes a record saying so instead (pipeline/off.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """morphnet stage (search.method: morphnet): the supernet's largest configuration trained with
 MorphNet's resource-weighted penalty, saved with each unit's channels sorted by score, so the
-search stage reads every threshold as a prefix configuration. With another method it writes
-a record saying so (the stage reruns on a method change only, and feeds nothing new)."""
+search stage reads every threshold as a prefix configuration. With another method the CLI
+writes a record saying so instead (pipeline/off.py)."""
 
 from __future__ import annotations
 

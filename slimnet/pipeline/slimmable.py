@@ -4,7 +4,7 @@ Each target is extrapolated from the same search trajectory as search.flops (so 
 equal to search.flops gives exactly the optimized network's channels), the widths are trained
 jointly from scratch with the train recipe, and each is scored on the test split beside the
 individually trained network of the same channels where the pipeline has one (the optimized
-network). Off by default: with no targets the stage writes an empty record in a second.
+network). Off by default: with no targets the CLI writes an empty record instead (pipeline/off.py).
 """
 
 from __future__ import annotations
