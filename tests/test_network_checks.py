@@ -143,5 +143,6 @@ def test_the_stage_commands_stop_before_any_work(tmp_path, command, text, key):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and key in lines[0] and ">=" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
     assert isinstance(result.exception, SystemExit)  # the stage's exit, not an error escaping it
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before  # nothing written

@@ -5,13 +5,13 @@ says in one line that it holds none."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from slimnet.config import load_params
 from slimnet.console.errors import SlimnetError
@@ -20,6 +20,7 @@ from slimnet.pipeline.plan import run_plan
 from slimnet.training.no_network import no_network_reason, write_no_network
 from slimnet.training.sandwich import read_network_file
 from slimnet.training.trained import load_slimmable
+from tests.pipeline_project import set_params
 
 REPO = Path(__file__).resolve().parents[1]
 # The stage's process reports at exit whether it imported torch.
@@ -27,12 +28,10 @@ PROBE = "import atexit, sys; atexit.register(lambda: print('torch' in sys.module
 
 
 def params_file(directory: Path, **sections: dict) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path = directory / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+    """params.yaml's defaults with ``sections`` updated, in ``directory``."""
+    shutil.copy(REPO / "params.yaml", directory / "params.yaml")
+    set_params(directory, sections)
+    return directory / "params.yaml"
 
 
 def test_each_switch_turns_off_its_stage_and_no_other(tmp_path):
