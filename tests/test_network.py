@@ -1,11 +1,14 @@
 """The slimmable supernet against plain networks, and the channel space it runs over."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
 from slimnet.console.errors import SlimnetError
 from slimnet.deploy.measure import cpu_latency_ms
+from slimnet.nn.bn import set_training
 from slimnet.nn.network import Network, sliced_state_dict
 from slimnet.nn.sliced import SlimBatchNorm2d, SlimConv2d
 from slimnet.space.channels import ChannelSpace, unit_choices
@@ -158,6 +161,26 @@ def test_calibration_is_a_cumulative_average_of_batch_statistics():
     # Channels above the active width keep their reset values.
     assert torch.equal(stem_bn.running_mean[width:], torch.zeros(space.maximum["stem"] - width))
     assert torch.equal(stem_bn.running_var[width:], torch.ones(space.maximum["stem"] - width))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_set_training_sets_the_flags_train_sets(training):
+    """The search's mode switch (nn/bn.set_training) against Module.train, from a mixed start:
+    the same flag on every module, so BN and dropout behave as they would after train()."""
+    _, _, supernet = make_supernet("mobilenet_v2", seed=0)
+    modules = list(supernet.modules())
+    for i, module in enumerate(modules):
+        module.training = i % 3 == 0
+    reference = copy.deepcopy(supernet).train(training)
+    set_training(modules, training)
+    assert [m.training for m in modules] == [m.training for m in reference.modules()] == [training] * len(modules)
+    x = torch.randn(BATCH, 3, RESOLUTION, RESOLUTION)
+    outputs = []
+    for network in (supernet, reference):
+        torch.manual_seed(1)  # the same dropout mask in train mode
+        with torch.no_grad():
+            outputs.append(network(x))
+    assert torch.equal(*outputs)  # batch statistics and dropout in train mode, running ones in eval
 
 
 def test_gradients_reach_only_the_active_channels():

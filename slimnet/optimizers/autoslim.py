@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from slimnet.console.progress import Reporter
-from slimnet.nn.bn import calibrating, slim_bns
+from slimnet.nn.bn import calibrating, set_training, slim_bns
 from slimnet.nn.network import Network
 from slimnet.optimizers.trajectory import CostRatio, TrajectoryPoint
 from slimnet.parallel.world import SINGLE, World
@@ -104,6 +104,7 @@ class CandidateEvaluator:
         world: World = SINGLE,
     ):
         self.network, self.space = network.eval(), space
+        self.modules = list(network.modules())  # for set_training: modes switch twice per candidate
         self.world = world  # ``evaluate`` holds this rank's share; scores sum every rank's
         self.online = bn == "online"
         self.calib_inputs = [] if self.online else [x for x, _ in calib]
@@ -217,7 +218,7 @@ class CandidateEvaluator:
             block = blocks[resume.block]
             modules += list(block.body[resume.conv :]) + ([block.shortcut] if block.shortcut is not None else [])
         bns = [bn for module in modules for bn in slim_bns(module)]
-        with calibrating(self.network, bns):
+        with calibrating(self.modules, bns):
             return self._run(resume, inputs, block_in, set(capture))
 
     @torch.no_grad()
@@ -227,11 +228,11 @@ class CandidateEvaluator:
         # Online: the blocks normalize with batch statistics (running ones untouched); the head
         # runs in eval mode, so dropout never makes a score random.
         end = (len(self.network.blocks), 0)
-        self.network.train(self.online)
+        set_training(self.modules, self.online)
         try:
             captured = self._run(resume, inputs, block_in, set(capture) | {end})
         finally:
-            self.network.eval()
+            set_training(self.modules, False)
         return captured if capture else captured[end]
 
     @torch.no_grad()
