@@ -73,16 +73,18 @@ def slimnet_in(project: Path, *args: str):
     """`python -m slimnet ARGS` run in ``project`` by this process (typer's CliRunner): a stage's
     checks without a process start-up (2 s of torch's import). Its stdout, stderr and exit code
     are the command's; test_data_stages.py checks the same exit from a real process."""
+    import torch
     from typer.testing import CliRunner
 
     from slimnet.cli import app
 
-    here = Path.cwd()
+    here, threads = Path.cwd(), torch.get_num_threads()
     os.chdir(project)
     try:
         return CliRunner().invoke(app, list(args))
     finally:
         os.chdir(here)
+        torch.set_num_threads(threads)  # a stage that runs sets resources.threads
 
 
 def set_params(project: Path, overrides: dict) -> None:
