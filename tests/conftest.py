@@ -10,6 +10,10 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# DVC's CLI sends usage analytics from a daemon it starts after every command, about 0.5 s of CPU
+# each (measured 2026-12-07, five `dvc status` with and without): a test run has none to send.
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
 # Under xdist each worker is a process: the cores are split between them (and the stages they
 # start inherit the share), where each one's OpenMP threads would otherwise spin against the others'.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
