@@ -6,7 +6,6 @@ import warnings
 
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 with warnings.catch_warnings():
@@ -23,6 +22,14 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 logging.getLogger("fvcore").setLevel(logging.ERROR)
 
 
+def tv_models():
+    """torchvision's model builders, imported when a test first builds one: at module level every
+    xdist worker paid 2 s for them at collection, also the one that never runs this file."""
+    import torchvision.models
+
+    return torchvision.models
+
+
 def numel(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -36,7 +43,7 @@ REFERENCE = [
         224,
         300_774_272,
         3_504_872,
-        lambda: torchvision.models.mobilenet_v2(width_mult=1.0),
+        lambda: tv_models().mobilenet_v2(width_mult=1.0),
     ),
     (
         "mbv2-0.75",
@@ -45,7 +52,7 @@ REFERENCE = [
         224,
         209_069_792,
         2_636_424,
-        lambda: torchvision.models.mobilenet_v2(width_mult=0.75),
+        lambda: tv_models().mobilenet_v2(width_mult=0.75),
     ),
     (
         "mbv2-1.4",
@@ -54,7 +61,7 @@ REFERENCE = [
         224,
         582_195_824,
         6_108_776,
-        lambda: torchvision.models.mobilenet_v2(width_mult=1.4),
+        lambda: tv_models().mobilenet_v2(width_mult=1.4),
     ),
     (
         "mbv2-cifar-1.0",
@@ -63,7 +70,7 @@ REFERENCE = [
         32,
         87_976_448,
         2_236_682,
-        lambda: torchvision.models.mobilenet_v2(width_mult=1.0, num_classes=10),
+        lambda: tv_models().mobilenet_v2(width_mult=1.0, num_classes=10),
     ),
     (
         "mbv2-cifar-0.75",
@@ -72,7 +79,7 @@ REFERENCE = [
         32,
         59_310_080,
         1_368_234,
-        lambda: torchvision.models.mobilenet_v2(width_mult=0.75, num_classes=10),
+        lambda: tv_models().mobilenet_v2(width_mult=0.75, num_classes=10),
     ),
     (
         "mbv2-cifar-0.5",
@@ -81,11 +88,11 @@ REFERENCE = [
         32,
         27_969_024,
         700_490,
-        lambda: torchvision.models.mobilenet_v2(width_mult=0.5, num_classes=10),
+        lambda: tv_models().mobilenet_v2(width_mult=0.5, num_classes=10),
     ),
-    ("resnet50", "resnet50", {}, 224, 4_089_184_256, 25_557_032, lambda: torchvision.models.resnet50()),
-    ("resnet18", "resnet18", {}, 224, 1_814_073_344, 11_689_512, lambda: torchvision.models.resnet18()),
-    ("mnasnet1.0", "mnasnet", {}, 224, 314_415_872, 4_383_312, lambda: torchvision.models.mnasnet1_0()),
+    ("resnet50", "resnet50", {}, 224, 4_089_184_256, 25_557_032, lambda: tv_models().resnet50()),
+    ("resnet18", "resnet18", {}, 224, 1_814_073_344, 11_689_512, lambda: tv_models().resnet18()),
+    ("mnasnet1.0", "mnasnet", {}, 224, 314_415_872, 4_383_312, lambda: tv_models().mnasnet1_0()),
 ]
 
 
@@ -104,14 +111,14 @@ def test_reference_figures(arch, kwargs, resolution, flops, params, torchvision_
 @pytest.mark.parametrize(
     "arch, width, torchvision_model",
     [
-        ("mobilenet_v2", 0.35, lambda: torchvision.models.mobilenet_v2(width_mult=0.35)),
-        ("mobilenet_v2", 0.5, lambda: torchvision.models.mobilenet_v2(width_mult=0.5)),
-        ("mobilenet_v2", 1.3, lambda: torchvision.models.mobilenet_v2(width_mult=1.3)),
-        ("mnasnet", 0.5, lambda: torchvision.models.mnasnet0_5()),
-        ("mnasnet", 0.75, lambda: torchvision.models.mnasnet0_75()),
-        ("mnasnet", 1.3, lambda: torchvision.models.mnasnet1_3()),
-        ("resnet34", 1.0, lambda: torchvision.models.resnet34()),
-        ("resnet101", 1.0, lambda: torchvision.models.resnet101()),
+        ("mobilenet_v2", 0.35, lambda: tv_models().mobilenet_v2(width_mult=0.35)),
+        ("mobilenet_v2", 0.5, lambda: tv_models().mobilenet_v2(width_mult=0.5)),
+        ("mobilenet_v2", 1.3, lambda: tv_models().mobilenet_v2(width_mult=1.3)),
+        ("mnasnet", 0.5, lambda: tv_models().mnasnet0_5()),
+        ("mnasnet", 0.75, lambda: tv_models().mnasnet0_75()),
+        ("mnasnet", 1.3, lambda: tv_models().mnasnet1_3()),
+        ("resnet34", 1.0, lambda: tv_models().resnet34()),
+        ("resnet101", 1.0, lambda: tv_models().resnet101()),
     ],
 )
 def test_params_match_torchvision_at_other_widths(arch, width, torchvision_model):
