@@ -46,9 +46,10 @@ def pipeline_base(tmp_path_factory, worker_id):
 @pytest.fixture(scope="module")
 def project(pipeline_base, tmp_path_factory):
     """The pipeline test file's own copy of the reproduced tiny project (each module its own)."""
-    from tests.pipeline_project import copy_project
+    from tests.pipeline_project import copy_project, stage_server
 
-    return copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
+    with stage_server():  # the module's own: its runs' hash seed is not the build's
+        yield copy_project(pipeline_base, tmp_path_factory.mktemp("project") / "tiny")
 
 
 # The order test files reach the xdist workers (pyproject: --dist loadfile --no-loadscope-reorder).

@@ -9,9 +9,13 @@ import compileall
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -145,6 +149,42 @@ def without_code_deps(pipeline: dict) -> dict:
     return {**pipeline, "stages": stages}
 
 
+SERVER_VARIABLE = "SLIMNET_STAGE_SERVER"  # read by tests/stage_client.py
+
+
+@contextmanager
+def stage_server() -> Iterator[None]:
+    """A preloaded Python for the tiny project's stages while the block runs (tests/stage_server.py):
+    each stage process starts without importing torch again."""
+    folder = tempfile.mkdtemp(prefix="slimnet-stages-")  # short: a socket's path has a 108-byte limit
+    path = os.path.join(folder, "socket")
+    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "stage_server.py"), path], stdout=subprocess.PIPE, text=True)
+    previous = os.environ.get(SERVER_VARIABLE)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready", "the stage server did not start"
+        os.environ[SERVER_VARIABLE] = path
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SERVER_VARIABLE, None)
+        else:
+            os.environ[SERVER_VARIABLE] = previous
+        server.terminate()
+        server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def through_stage_client(pipeline: dict) -> dict:
+    """dvc.yaml's stages with `python -m slimnet` run through tests/stage_client.py (the same
+    command, from a preloaded Python when a stage server is set)."""
+    client = f"python {shlex.quote(str(REPO / 'tests' / 'stage_client.py'))}"
+    stages = {}
+    for name, stage in pipeline["stages"].items():
+        assert stage["cmd"].startswith("python -m slimnet "), stage["cmd"]
+        stages[name] = {**stage, "cmd": client + stage["cmd"][len("python -m slimnet") :]}
+    return {**pipeline, "stages": stages}
+
+
 def build(root: Path) -> None:
     """slimnet's stages, dvc.yaml (less its code deps) and params.yaml (set to TINY) in a fresh DVC
     project, reproduced."""
@@ -153,12 +193,13 @@ def build(root: Path) -> None:
     # set (this VM), each would compile the modules it imports again (about 0.1 s a stage).
     compileall.compile_dir(root / "slimnet", quiet=1)
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    pipeline = without_code_deps(yaml.safe_load((REPO / "dvc.yaml").read_text()))
+    pipeline = through_stage_client(without_code_deps(yaml.safe_load((REPO / "dvc.yaml").read_text())))
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     dvc(root, "init", "--no-scm", "-q")
     shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
     set_params(root, TINY)
-    dvc(root, "repro")
+    with stage_server():
+        dvc(root, "repro")
 
 
 def shared_base(session_dir: Path) -> Path:
