@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -155,7 +156,11 @@ SERVER_VARIABLE = "SLIMNET_STAGE_SERVER"  # read by tests/stage_client.py
 @contextmanager
 def stage_server() -> Iterator[None]:
     """A preloaded Python for the tiny project's stages while the block runs (tests/stage_server.py):
-    each stage process starts without importing torch again."""
+    each stage process starts without importing torch again. Where processes cannot fork or pass
+    file descriptors (not POSIX), the stages run as plain processes."""
+    if not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+        yield
+        return
     folder = tempfile.mkdtemp(prefix="slimnet-stages-")  # short: a socket's path has a 108-byte limit
     path = os.path.join(folder, "socket")
     server = subprocess.Popen([sys.executable, str(REPO / "tests" / "stage_server.py"), path], stdout=subprocess.PIPE, text=True)
