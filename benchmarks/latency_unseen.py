@@ -18,18 +18,17 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
+from pathlib import Path
 
-from slimnet.deploy.latency_model import _layer_module, _lookup, build_table, layers_of, predict_spec_ms
-from slimnet.deploy.measure import Timing, forward_of, measure_many, network_latency
-from slimnet.nn.network import Network
-from slimnet.space.spec import ArchSpec, uniform_spec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REFERENCE = uniform_spec("resnet18", 0.5, resolution=16, num_classes=10, cifar=True, depth=(1, 1, 1, 1))
+from slimnet.deploy.latency_model import _layer_module, _lookup, build_table, layers_of, predict_spec_ms  # noqa: E402
+from slimnet.deploy.measure import Timing, forward_of, measure_many, network_latency  # noqa: E402
+from slimnet.nn.network import Network  # noqa: E402
+from tests.test_latency import REFERENCE, scaled  # noqa: E402  (the network the suite checks on its exact clock)
+
 NETWORKS = Timing(warmup_ms=50.0, repeats=30)
-
-
-def scaled(spec: ArchSpec, factors: dict[str, float]) -> ArchSpec:
-    return spec.with_channels({u: max(2, round(c * factors[u])) for u, c in spec.channels.items()})
 
 
 def main() -> None:

@@ -161,9 +161,11 @@ def run_stage() -> None:
         runpy.run_module("slimnet", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exit:
-        code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
-        if not isinstance(exit.code, int | None):
+        if exit.code is None or isinstance(exit.code, int):
+            code = exit.code or 0
+        else:  # sys.exit("message"): printed, exit code 1, as the interpreter does
             print(exit.code, file=sys.stderr)
+            code = 1
     getattr(threading, "_shutdown", lambda: None)()  # private; what Py_Finalize calls first
     atexit._run_exitfuncs()
     sys.stdout.flush()
