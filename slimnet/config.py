@@ -27,7 +27,7 @@ from pydantic import (
 from slimnet.console.errors import SlimnetError
 from slimnet.console.validation import first_problem
 from slimnet.space.names import ARCHS
-from slimnet.training.recipe import Epochs, LearningRate, Recipe, WarmupEpochs
+from slimnet.training.recipe import Epochs, LearningRate, Recipe, Seed, WarmupEpochs
 
 SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*$", re.IGNORECASE)
@@ -111,7 +111,7 @@ class DataParams(Section):
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
     fraction: Fraction = 1.0
     resolution: Optional[PositiveInt] = Field(None, validate_default=True)
-    seed: int = 0
+    seed: Seed = 0
     skip_invalid: bool = False  # image folders: leave out images that do not decode instead of stopping
 
     @field_validator("resolution")
@@ -197,7 +197,7 @@ class SearchParams(Section):
     calib_images: PositiveInt = 512
     batch_size: PositiveInt = 512
     floor: Annotated[float, Field(ge=0, lt=1)] = 0.2
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _has_target(self) -> "SearchParams":
@@ -223,7 +223,7 @@ class ExtrapolateParams(Section):
     stacking: Literal["average", "last"] = "average"
     tolerance: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
     point: Literal["ratio", "stacked"] = "ratio"  # which trajectory point is carried to the full network
-    random_draws: list[int] = [0, 1, 2, 3, 4]  # seeds of the random baseline's draws from the supernet's space
+    random_draws: list[Seed] = [0, 1, 2, 3, 4]  # seeds of the random baseline's draws from the supernet's space
 
     @model_validator(mode="before")
     @classmethod
@@ -251,7 +251,7 @@ class TrainParams(Recipe):
 
     epochs: Epochs = 2
     warmup_epochs: WarmupEpochs = 0.1
-    seeds: Annotated[list[int], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Seed], Field(min_length=1)] = [0]
     variants: list[Variant] = ["optimized", "uniform"]
 
     @model_validator(mode="after")

@@ -306,6 +306,7 @@ def test_bad_budget_keys_are_one_line_naming_the_key(tmp_path, text, key):
         ("seed: 1", "train.seeds, a list"),
         ("seeds: []", "train.seeds"),
         ("seeds: [0, 0]", "distinct"),
+        ("seeds: [0, -1]", "train.seeds.1: Input should be greater than or equal to 0"),
         ("variants: [optimized]", "optimized and uniform"),
         ("variants: [optimized, uniform, best]", "train.variants"),
     ],
@@ -313,6 +314,20 @@ def test_bad_budget_keys_are_one_line_naming_the_key(tmp_path, text, key):
 def test_seeds_and_variants_are_checked(tmp_path, train, shown):
     message = load_error(tmp_path, f"search:\n  flops: 6M\ntrain:\n  {train}\n")
     assert "train" in message and shown in message, message
+
+
+@pytest.mark.parametrize("section", ["data", "search", "supernet"])
+@pytest.mark.parametrize(
+    "seed, shown", [(-1, "greater than or equal to 0"), (2**32, "less than or equal to 4294967295"), (2**32 - 1, None)]
+)
+def test_seeds_are_unsigned_32_bit(tmp_path, section, seed, shown):
+    """A seed names stages and networks, and torch takes it unsigned: -1 would wrap around silently."""
+    line = f"  seed: {seed}\n"
+    text = f"search:\n  flops: 6M\n{line}" if section == "search" else f"search:\n  flops: 6M\n{section}:\n{line}"
+    if shown is None:
+        assert getattr(load_params(write(tmp_path, text)), section).seed == seed
+    else:
+        assert f"params.yaml: {section}.seed: Input should be {shown}" in load_error(tmp_path, text)
 
 
 @pytest.mark.parametrize(
@@ -323,6 +338,7 @@ def test_seeds_and_variants_are_checked(tmp_path, train, shown):
         ("random_draws: [0, 1, 0]", "extrapolate.random_draws: draw seeds must be distinct"),
         ("random_draws: 3", "extrapolate.random_draws"),
         ("random_draws: [a]", "extrapolate.random_draws.0"),
+        ("random_draws: [-1]", "extrapolate.random_draws.0: Input should be greater than or equal to 0"),
     ],
 )
 def test_random_draws_are_checked(tmp_path, extrapolate, shown):

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Epochs = Annotated[int, Field(gt=0)]
 LearningRate = Annotated[float, Field(gt=0)]
 WarmupEpochs = Annotated[float, Field(ge=0)]
+# A seed names stages and networks (train@uniform-3, random-2) and torch takes it unsigned: a
+# negative one would wrap around silently, one past 64 bits would stop a stage midway. 32 bits
+# leave room for the offsets the stages add (seed + 1, + 1_000_003 per rank).
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class Recipe(BaseModel):
@@ -29,7 +33,7 @@ class Recipe(BaseModel):
     schedule: Literal["linear", "cosine", "step"] = "cosine"  # step: x0.1 at 30/60/90% of the epochs
     warmup_epochs: WarmupEpochs = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _warmup_within_training(self) -> "Recipe":
